@@ -1,0 +1,1 @@
+"""strangler: move a working monolith to microservices one endpoint at a time."""

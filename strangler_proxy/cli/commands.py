@@ -1,0 +1,27 @@
+"""The list of command groups; each lives in a module of this package."""
+
+from __future__ import annotations
+
+import importlib
+
+import click
+
+# module name -> attribute holding the click command or group
+_COMMANDS = {
+    "plan": "plan",  # strangler plan validate|explain|schema
+    "proxy": "proxy",  # strangler proxy --plan FILE
+    "demo": "demo",  # strangler demo (what `make demo` runs)
+}
+
+
+def all_commands() -> list[click.Command]:
+    commands = []
+    for module_name, attr in _COMMANDS.items():
+        try:
+            module = importlib.import_module(f"{__package__}.{module_name}")
+        except ModuleNotFoundError as exc:
+            if exc.name != f"{__package__}.{module_name}":
+                raise
+            continue  # not built yet
+        commands.append(getattr(module, attr))
+    return commands

@@ -1,0 +1,40 @@
+"""Suite-wide test configuration.
+
+Database tests run twice in CI: on SQLite (the default) and on PostgreSQL, when
+the Makefile points ``DATABASE_URL`` at ``STRANGLER_TEST_POSTGRES``. Tests that
+only make sense on PostgreSQL are marked ``postgres``; they are skipped on a
+developer's machine without a server but fail in CI, where one is required.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+_DB_FIXTURES = {"db", "transactional_db", "django_db_setup", "live_server"}
+
+
+def pytest_collection_modifyitems(
+    config: pytest.Config, items: list[pytest.Item]
+) -> None:
+    for item in items:
+        fixtures = set(getattr(item, "fixturenames", ()))
+        if item.get_closest_marker("django_db") or fixtures & _DB_FIXTURES:
+            item.add_marker(pytest.mark.database)
+
+
+def postgres_url() -> str | None:
+    """The PostgreSQL server the suite may use, or None."""
+    return os.environ.get("STRANGLER_TEST_POSTGRES") or None
+
+
+@pytest.fixture
+def require_postgres() -> str:
+    """Skip (locally) or fail (in CI) unless a PostgreSQL server is configured."""
+    url = postgres_url()
+    if url is None:
+        if os.environ.get("CI"):
+            pytest.fail("CI must run PostgreSQL tests: STRANGLER_TEST_POSTGRES unset")
+        pytest.skip("STRANGLER_TEST_POSTGRES is not set")
+    return url
