@@ -2,7 +2,11 @@
 
 A plan is YAML, loaded into the frozen pydantic models below (unknown keys are
 errors). ``load_plan`` is the single entry point; it reports every problem with
-file, line and field.
+file, line and field: ``plan.yaml:14: routes[2].match.path: <message>``.
+
+Validation happens in three layers: YAML (syntax, duplicate keys), each field on
+its own (types, formats, ranges: the models), and the plan as a whole (upstream
+names, required blocks per mode, unreachable routes: ``_plan_checks``).
 
 CONTRACT NOTE (for the helpers building the runtime): the field names and
 types below are the interface the runtime codes against. Extend additively.
@@ -10,10 +14,28 @@ types below are the interface the runtime codes against. Extend additively.
 
 from __future__ import annotations
 
+import hashlib
 import re
+from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+
+from ._patterns import PatternError, compile_pattern
+from ._plan_checks import check_plan
+from ._plan_load import ISSUES, PARTIAL, parse_document
+from ._yaml import format_path
+from .exceptions import PlanError
 
 __all__ = [
     "CanaryConfig",
@@ -29,6 +51,10 @@ __all__ = [
     "ShadowConfig",
     "Timeouts",
     "UpstreamConfig",
+    "load_plan",
+    "parse_plan",
+    "plan_json_schema",
+    "version_hash",
 ]
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
@@ -44,6 +70,10 @@ _SIZE_UNITS = {
     "MiB": 1024**2,
     "GiB": 1024**3,
 }
+_SLUG = re.compile(r"^[a-z0-9](?:[a-z0-9_-]*[a-z0-9])?$")
+# RFC 9110 5.6.2 token: what a method or a header name may be made of.
+_TOKEN = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
+_HOSTNAME = re.compile(r"^(?:\*\.)?[a-z0-9](?:[a-z0-9.-]*[a-z0-9])?$")
 
 
 def parse_duration(value: Any) -> Any:
@@ -69,13 +99,56 @@ def parse_size(value: Any) -> Any:
 def parse_ratio(value: Any) -> Any:
     """``"0.5%"`` -> 0.005; a bare number is a fraction (0.0-1.0)."""
     if isinstance(value, str) and value.strip().endswith("%"):
-        return float(value.strip()[:-1]) / 100.0
+        try:
+            return float(value.strip()[:-1]) / 100.0
+        except ValueError:
+            raise ValueError(
+                f"not a ratio: {value!r} (use e.g. 0.5% or 0.005)"
+            ) from None
     return value
 
 
-Duration = Annotated[float, BeforeValidator(parse_duration), Field(ge=0)]
-ByteSize = Annotated[int, BeforeValidator(parse_size), Field(ge=0)]
-Ratio = Annotated[float, BeforeValidator(parse_ratio), Field(ge=0, le=1)]
+def _not_negative(value: float) -> float:
+    if value < 0:
+        raise ValueError(f"must not be negative (got {value:g})")
+    return value
+
+
+def _fraction(value: float) -> float:
+    if not 0 <= value <= 1:
+        raise ValueError(f"must be from 0 to 1, or 0% to 100% (got {value:g})")
+    return value
+
+
+# The bounds are checked by after-validators rather than Field(ge=...), which
+# pydantic cannot express in the JSON Schema of a value that may be a string.
+Duration = Annotated[
+    float,
+    BeforeValidator(
+        parse_duration,
+        json_schema_input_type=Annotated[float, Field(ge=0)]
+        | Annotated[str, Field(pattern=_DURATION.pattern)],
+    ),
+    AfterValidator(_not_negative),
+]
+ByteSize = Annotated[
+    int,
+    BeforeValidator(
+        parse_size,
+        json_schema_input_type=Annotated[int, Field(ge=0)]
+        | Annotated[str, Field(pattern=_SIZE.pattern)],
+    ),
+    AfterValidator(_not_negative),
+]
+Ratio = Annotated[
+    float,
+    BeforeValidator(
+        parse_ratio,
+        json_schema_input_type=Annotated[float, Field(ge=0, le=1)]
+        | Annotated[str, Field(pattern=r"^\s*\d+(?:\.\d+)?\s*%\s*$")],
+    ),
+    AfterValidator(_fraction),
+]
 
 
 class _Model(BaseModel):
@@ -83,113 +156,523 @@ class _Model(BaseModel):
 
 
 class Timeouts(_Model):
-    """Seconds. ``None`` inherits (route -> upstream -> built-in default)."""
+    """Timeouts of upstream requests (durations).
 
-    connect: Duration | None = None
-    read: Duration | None = None
-    total: Duration | None = None
+    An unset timeout inherits: route, then upstream, then the built-in default.
+    """
+
+    connect: Duration | None = Field(
+        default=None, description="Time allowed to open the connection to the upstream."
+    )
+    read: Duration | None = Field(
+        default=None,
+        description="Time allowed between reads from the upstream (response "
+        "headers, then each body chunk).",
+    )
+    total: Duration | None = Field(
+        default=None,
+        description="Time allowed for the whole exchange with the upstream.",
+    )
 
 
 class CircuitBreakerConfig(_Model):
-    failures: int = Field(5, ge=1, description="Consecutive failures that open it.")
-    failure_rate: Ratio | None = None
-    min_requests: int = Field(20, ge=1)
-    window: Duration = 10.0
-    open_for: Duration = 30.0
-    half_open_requests: int = Field(1, ge=1)
+    """Stops sending to an upstream that keeps failing, then probes it."""
+
+    failures: int = Field(
+        default=5, ge=1, description="Consecutive failures that open the breaker."
+    )
+    failure_rate: Ratio | None = Field(
+        default=None,
+        description="Share of failed requests within `window` that opens the "
+        "breaker (once `min_requests` were seen). Unset: only consecutive "
+        "failures count.",
+    )
+    min_requests: int = Field(
+        default=20,
+        ge=1,
+        description="Requests within `window` before `failure_rate` applies.",
+    )
+    window: Duration = Field(
+        default=10.0,
+        description="Sliding window over which `failure_rate` is measured.",
+    )
+    open_for: Duration = Field(
+        default=30.0,
+        description="How long the breaker stays open before it lets probes through "
+        "(half-open).",
+    )
+    half_open_requests: int = Field(
+        default=1,
+        ge=1,
+        description="Probe requests allowed at once while half-open; a success "
+        "closes the breaker, a failure opens it again.",
+    )
 
 
 class HealthCheckConfig(_Model):
-    path: str
-    interval: Duration = 5.0
-    timeout: Duration = 1.0
-    healthy_threshold: int = Field(2, ge=1)
-    unhealthy_threshold: int = Field(3, ge=1)
+    """Active health check: the proxy polls the upstream in the background."""
+
+    path: str = Field(description="Path requested with GET; a 2xx answer is healthy.")
+    interval: Duration = Field(default=5.0, description="Time between two checks.")
+    timeout: Duration = Field(default=1.0, description="Time allowed for one check.")
+    healthy_threshold: int = Field(
+        default=2,
+        ge=1,
+        description="Consecutive passing checks that mark the upstream healthy.",
+    )
+    unhealthy_threshold: int = Field(
+        default=3,
+        ge=1,
+        description="Consecutive failing checks that mark the upstream unhealthy.",
+    )
+
+    @field_validator("path")
+    @classmethod
+    def _path_is_absolute(cls, value: str) -> str:
+        if not value.startswith("/"):
+            raise ValueError("must start with '/'")
+        return value
+
+
+def _health_shorthand(value: Any) -> Any:
+    return {"path": value} if isinstance(value, str) else value
 
 
 class UpstreamConfig(_Model):
-    url: str
-    timeouts: Timeouts = Timeouts()
-    max_concurrency: int | None = Field(None, ge=1)
-    circuit_breaker: CircuitBreakerConfig | None = None
-    health: HealthCheckConfig | None = None
-    host: Literal["preserve", "rewrite"] | None = None
+    """A backend the proxy forwards to: the monolith or an extracted service."""
+
+    url: str = Field(
+        description="Base URL: `http://` or `https://`, host and optional port; no "
+        "path, query or fragment."
+    )
+    timeouts: Timeouts = Field(
+        default=Timeouts(),
+        description="Timeouts of requests to this upstream; routes may override.",
+    )
+    max_concurrency: int | None = Field(
+        default=None,
+        ge=1,
+        description="Bulkhead: requests in flight to this upstream at once; more "
+        "are refused. Unset: unlimited.",
+    )
+    circuit_breaker: CircuitBreakerConfig | None = Field(
+        default=None, description="Circuit breaker. Unset: none."
+    )
+    health: Annotated[
+        HealthCheckConfig | None,
+        BeforeValidator(
+            _health_shorthand, json_schema_input_type=str | HealthCheckConfig | None
+        ),
+    ] = Field(
+        default=None,
+        description="Active health check; a string is short for `{path: ...}`. "
+        "Unset: none.",
+    )
+    host: Literal["preserve", "rewrite"] | None = Field(
+        default=None,
+        description="Host header sent to this upstream: the client's (`preserve`) "
+        "or this upstream's host (`rewrite`). Unset: `proxy.host`.",
+    )
+
+    @field_validator("url")
+    @classmethod
+    def _url_is_base(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https"):
+            raise ValueError(f"must be an http:// or https:// URL, not {value!r}")
+        if not parts.hostname:
+            raise ValueError(f"has no host: {value!r}")
+        try:
+            parts.port  # noqa: B018 - raises on a port that is not a number
+        except ValueError:
+            raise ValueError(f"has an invalid port: {value!r}") from None
+        if parts.path not in ("", "/"):
+            raise ValueError(f"must not have a path ({parts.path!r}): {value!r}")
+        if parts.query or parts.fragment or "?" in value or "#" in value:
+            raise ValueError(f"must not have a query or fragment: {value!r}")
+        if parts.username or parts.password:
+            raise ValueError("must not contain credentials")
+        return value
 
 
 class Match(_Model):
-    path: str = "/**"
-    methods: tuple[str, ...] | None = None
-    headers: dict[str, str] = {}
-    host: str | None = None
+    """Which requests a route takes. Every condition given must hold."""
+
+    path: str = Field(
+        default="/**",
+        description="Path pattern: literal segments, `*` for exactly one segment, "
+        "`**` for any number of segments. Case-sensitive.",
+    )
+    methods: tuple[str, ...] | None = Field(
+        default=None,
+        description="HTTP methods (upper-cased); `GET` also matches `HEAD`. "
+        "Unset: any method.",
+    )
+    headers: dict[str, str] = Field(
+        default={},
+        description="Request headers that must be present with exactly this value "
+        '(`"*"`: any value). Names are case-insensitive.',
+    )
+    host: str | None = Field(
+        default=None,
+        description="Host the request is for (port ignored, case-insensitive); "
+        "`*.example.com` matches every subdomain. Unset: any host.",
+    )
+
+    @field_validator("path")
+    @classmethod
+    def _path_is_pattern(cls, value: str) -> str:
+        try:
+            compile_pattern(value)
+        except PatternError as exc:
+            raise ValueError(str(exc)) from None
+        return value
+
+    @field_validator("methods")
+    @classmethod
+    def _methods_are_tokens(cls, value: tuple[str, ...] | None) -> Any:
+        if value is None:
+            return None
+        if not value:
+            raise ValueError("is empty: list at least one method, or leave it out")
+        methods: list[str] = []
+        for method in value:
+            if not _TOKEN.match(method):
+                raise ValueError(f"not an HTTP method: {method!r}")
+            if method.upper() not in methods:
+                methods.append(method.upper())
+        return tuple(methods)
+
+    @field_validator("headers")
+    @classmethod
+    def _header_names_are_tokens(cls, value: dict[str, str]) -> dict[str, str]:
+        headers: dict[str, str] = {}
+        for name, expected in value.items():
+            if not _TOKEN.match(name):
+                raise ValueError(f"not a header name: {name!r}")
+            if name.lower() in headers:
+                raise ValueError(f"header {name!r} listed twice")
+            headers[name.lower()] = expected
+        return headers
+
+    @field_validator("host")
+    @classmethod
+    def _host_is_name(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        host = value.strip().lower().rstrip(".")
+        if not _HOSTNAME.match(host):
+            raise ValueError(
+                f"not a host name: {value!r} (use example.com or *.example.com, "
+                "no port)"
+            )
+        return host
 
 
 class CanaryConfig(_Model):
-    weight: float = Field(ge=0, le=100, description="Percent sent to the service.")
-    sticky: tuple[str, ...] = ("cookie:sessionid", "header:authorization", "client-ip")
+    """How a canary route splits callers between the service and the monolith."""
+
+    weight: float = Field(
+        ge=0,
+        le=100,
+        description="Percent of callers (0-100) the service answers; the rest "
+        "stay on the legacy upstream.",
+    )
+    sticky: tuple[str, ...] = Field(
+        default=("cookie:sessionid", "header:authorization", "client-ip"),
+        description="Where a caller's identity comes from, first present wins: "
+        "`cookie:NAME`, `header:NAME`, `client-ip`. The same caller always "
+        "lands on the same side.",
+    )
+
+    @field_validator("sticky")
+    @classmethod
+    def _sticky_sources(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for source in value:
+            kind, sep, name = source.partition(":")
+            if source == "client-ip":
+                continue
+            if kind not in ("cookie", "header") or not sep or not name:
+                raise ValueError(
+                    f"unknown sticky source {source!r} (use cookie:NAME, "
+                    "header:NAME or client-ip)"
+                )
+        return value
 
 
 class RetryPolicy(_Model):
-    retries: int = Field(1, ge=0, le=10)
-    per_try_timeout: Duration | None = None
-    backoff_base: Duration = 0.025
-    backoff_max: Duration = 0.25
-    on: tuple[Literal["connect-failure", "reset", "gateway-error", "5xx"], ...] = (
-        "connect-failure",
-        "reset",
-        "gateway-error",
+    """When and how often a failed upstream request is tried again."""
+
+    retries: int = Field(
+        default=1,
+        ge=0,
+        le=10,
+        description="Attempts after the first one, within the proxy's retry budget.",
+    )
+    per_try_timeout: Duration | None = Field(
+        default=None,
+        description="Time allowed for each attempt. Unset: the read timeout.",
+    )
+    backoff_base: Duration = Field(
+        default=0.025,
+        description="Base of the exponential backoff between attempts (full jitter).",
+    )
+    backoff_max: Duration = Field(
+        default=0.25, description="Longest wait between two attempts."
+    )
+    on: tuple[Literal["connect-failure", "reset", "gateway-error", "5xx"], ...] = Field(
+        default=("connect-failure", "reset", "gateway-error"),
+        description="Failures worth a retry: `connect-failure` (no connection), "
+        "`reset` (connection lost before a response), `gateway-error` (502, 503, "
+        "504), `5xx` (any 5xx).",
     )
 
 
 class ShadowConfig(_Model):
-    sample: Ratio = 1.0
-    writes: Literal["skip", "dry-run"] = "skip"
-    max_body: ByteSize = 1024 * 1024
+    """Mirroring of requests to the service while the monolith answers."""
+
+    sample: Ratio = Field(
+        default=1.0,
+        description="Share of matching requests mirrored (0.0-1.0, or a percent "
+        'such as "10%").',
+    )
+    writes: Literal["skip", "dry-run"] = Field(
+        default="skip",
+        description="Unsafe methods (POST, PUT, PATCH, DELETE): not mirrored "
+        "(`skip`), or mirrored marked as a dry run the service rolls back "
+        "(`dry-run`).",
+    )
+    max_body: ByteSize = Field(
+        default=1024 * 1024,
+        description="Requests with a larger body are not mirrored.",
+    )
 
 
 class Route(_Model):
-    name: str
-    match: Match = Match()
-    mode: Literal["legacy", "shadow", "canary", "cutover"] = "legacy"
-    legacy: str | None = None
-    service: str | None = None
-    fallback: Literal["legacy"] | None = None
-    canary: CanaryConfig | None = None
-    shadow: ShadowConfig | None = None
-    timeouts: Timeouts | None = None
-    retries: RetryPolicy | None = None
-    owner: str | None = None
-    description: str | None = None
+    """A set of requests and the upstream that serves them."""
+
+    name: str = Field(
+        description="Unique slug (`a-z`, `0-9`, `-`, `_`) naming the route in "
+        "metrics, logs and commands."
+    )
+    match: Match = Field(default=Match(), description="Which requests the route takes.")
+    mode: Literal["legacy", "shadow", "canary", "cutover"] = Field(
+        default="legacy",
+        description="Who answers: `legacy` (the legacy upstream), `shadow` (legacy, "
+        "mirrored to the service), `canary` (the service for a sticky share of "
+        "callers), `cutover` (the service).",
+    )
+    legacy: str | None = Field(
+        default=None, description="Upstream of the legacy side. Unset: `default`."
+    )
+    service: str | None = Field(
+        default=None,
+        description="Upstream of the new service; required by `shadow`, `canary` "
+        "and `cutover`.",
+    )
+    fallback: Literal["legacy"] | None = Field(
+        default=None,
+        description="`legacy`: when the service fails (connection, timeout, "
+        "breaker open), answer from the legacy upstream instead.",
+    )
+    canary: CanaryConfig | None = Field(
+        default=None,
+        description="Canary split; required by mode `canary`, allowed (and unused) "
+        "in other modes so a promotion can use it.",
+    )
+    shadow: ShadowConfig | None = Field(
+        default=None,
+        description="Shadow options, used in mode `shadow`. Unset: the defaults.",
+    )
+    timeouts: Timeouts | None = Field(
+        default=None,
+        description="Timeouts for this route; unset fields inherit the upstream's.",
+    )
+    retries: RetryPolicy | None = Field(
+        default=None,
+        description="Retry policy for this route. Unset: the built-in policy.",
+    )
+    owner: str | None = Field(
+        default=None, description="Team or person responsible for the route."
+    )
+    description: str | None = Field(default=None, description="Free text.")
+
+    @field_validator("name")
+    @classmethod
+    def _name_is_slug(cls, value: str) -> str:
+        if not _SLUG.match(value):
+            raise ValueError(
+                f"{value!r} is not a slug (lower-case letters, digits, '-' and "
+                "'_'; starts and ends with a letter or digit)"
+            )
+        return value
 
 
 class Limits(_Model):
-    max_body: ByteSize = 10 * 1024 * 1024
-    max_header_bytes: ByteSize = 32 * 1024
-    max_uri: ByteSize = 8 * 1024
-    request_deadline: Duration = 60.0
+    """Bounds on what a client may send; requests over them are refused."""
+
+    max_body: ByteSize = Field(
+        default=10 * 1024 * 1024, description="Largest request body (413 beyond)."
+    )
+    max_header_bytes: ByteSize = Field(
+        default=32 * 1024,
+        description="Largest total size of the request headers (431 beyond).",
+    )
+    max_uri: ByteSize = Field(
+        default=8 * 1024,
+        description="Longest request target, path and query (414 beyond).",
+    )
+    request_deadline: Duration = Field(
+        default=60.0,
+        description="Longest a client may take to send its request, body "
+        "included (408 beyond).",
+    )
 
 
 class RetryBudgetConfig(_Model):
-    ratio: Ratio = 0.2
-    min_concurrent: int = Field(3, ge=0)
+    """Caps retries proxy-wide so they cannot multiply load during an outage."""
+
+    ratio: Ratio = Field(
+        default=0.2,
+        description="Retries in flight may be at most this share of requests in "
+        "flight.",
+    )
+    min_concurrent: int = Field(
+        default=3,
+        ge=0,
+        description="Retries in flight always allowed, whatever the ratio.",
+    )
 
 
 class ProxyConfig(_Model):
-    trusted_hops: int = Field(0, ge=0)
-    host: Literal["preserve", "rewrite"] = "preserve"
-    rewrite_location: bool = False
-    rewrite_cookies: bool = False
-    via: str = "strangler"
-    path_security: Literal["strict", "permissive"] = "strict"
-    underscore_headers: Literal["drop", "reject"] = "drop"
-    request_id_header: str = "x-request-id"
-    limits: Limits = Limits()
-    retry_budget: RetryBudgetConfig = RetryBudgetConfig()
+    """Proxy-wide settings."""
+
+    trusted_hops: int = Field(
+        default=0,
+        ge=0,
+        description="Proxies in front of strangler whose `X-Forwarded-For` entries "
+        "are trusted when finding the client address (0: the socket peer).",
+    )
+    host: Literal["preserve", "rewrite"] = Field(
+        default="preserve",
+        description="Host header sent upstream: the client's (`preserve`) or the "
+        "upstream's (`rewrite`). Upstreams may override.",
+    )
+    rewrite_location: bool = Field(
+        default=False,
+        description="Rewrite `Location` headers that point at an upstream to the "
+        "address the client used.",
+    )
+    rewrite_cookies: bool = Field(
+        default=False,
+        description="Rewrite the `Domain` of cookies set by an upstream to the host "
+        "the client used.",
+    )
+    via: str = Field(
+        default="strangler",
+        description="Pseudonym the proxy adds to the `Via` header (RFC 9110 7.6.3).",
+    )
+    path_security: Literal["strict", "permissive"] = Field(
+        default="strict",
+        description="`strict` refuses paths with an encoded `/` or `\\` (`%2F`, "
+        "`%5C`) with 400; `permissive` forwards them untouched, not as "
+        "separators. Dot segments are always resolved and NUL always refused.",
+    )
+    underscore_headers: Literal["drop", "reject"] = Field(
+        default="drop",
+        description="Request headers with `_` in the name (some servers read it as "
+        "`-`): dropped, or the request is refused with 400.",
+    )
+    request_id_header: str = Field(
+        default="x-request-id",
+        description="Header carrying the request id to upstreams and in the response.",
+    )
+    limits: Limits = Field(default=Limits(), description="Request size limits.")
+    retry_budget: RetryBudgetConfig = Field(
+        default=RetryBudgetConfig(), description="Proxy-wide retry budget."
+    )
 
 
 class Plan(_Model):
-    version: Literal[1] = 1
-    name: str | None = None
-    default: str
-    upstreams: dict[str, UpstreamConfig]
-    routes: tuple[Route, ...] = ()
-    proxy: ProxyConfig = ProxyConfig()
+    """A migration plan: upstreams, and the routes that choose between them."""
+
+    version: Literal[1] = Field(default=1, description="Plan format version: 1.")
+    name: str | None = Field(default=None, description="Human name of the plan.")
+    default: str = Field(
+        description="Upstream serving requests no route matches (the monolith)."
+    )
+    upstreams: dict[str, UpstreamConfig] = Field(
+        description="Backends by name (a slug). Unused upstreams are allowed."
+    )
+    routes: tuple[Route, ...] = Field(
+        default=(), description="Routes, tried in order; the first match wins."
+    )
+    proxy: ProxyConfig = Field(
+        default=ProxyConfig(), description="Settings of the proxy as a whole."
+    )
+
+    @field_validator("upstreams")
+    @classmethod
+    def _upstream_names(
+        cls, value: dict[str, UpstreamConfig]
+    ) -> dict[str, UpstreamConfig]:
+        if not value:
+            raise ValueError("declare at least one upstream")
+        for name in value:
+            if not _SLUG.match(name):
+                raise ValueError(
+                    f"upstream name {name!r} is not a slug (lower-case letters, "
+                    "digits, '-' and '_')"
+                )
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self, info: ValidationInfo) -> Plan:
+        context = info.context or {}
+        issues = check_plan(self, reachability=not context.get(PARTIAL))
+        if issues:
+            sink = context.get(ISSUES)
+            if sink is not None:
+                sink.extend(issues)
+            else:
+                raise ValueError(
+                    "; ".join(f"{format_path(loc)}: {msg}" for loc, msg in issues)
+                )
+        return self
+
+
+_SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
+
+
+def load_plan(path: str | Path) -> Plan:
+    """Read and validate the plan at ``path``; raise :class:`PlanError` if invalid."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise PlanError(f"{path}: cannot read plan: {exc}") from exc
+    return parse_plan(text, str(path))
+
+
+def parse_plan(text: str, filename: str) -> Plan:
+    """Validate plan YAML ``text``; errors name ``filename``, line and field.
+
+    Every problem found is reported: :attr:`PlanError.issues` holds one line per
+    problem, and the message joins them.
+    """
+    return parse_document(text, filename, Plan)
+
+
+def version_hash(source: bytes) -> str:
+    """A short, stable identifier of a plan's source bytes."""
+    return hashlib.sha256(source).hexdigest()[:12]
+
+
+def plan_json_schema() -> dict[str, Any]:
+    """The JSON Schema of plan files, for editors and the reference docs."""
+    schema = Plan.model_json_schema()
+    return {
+        "$schema": _SCHEMA_DIALECT,
+        "title": "strangler migration plan",
+        **{k: v for k, v in schema.items() if k != "title"},
+    }

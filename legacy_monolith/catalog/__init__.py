@@ -1,0 +1,1 @@
+"""Catalog: categories and products, the first capability the tutorial extracts."""

@@ -1,0 +1,1 @@
+"""Cross-cutting pieces of the monolith: health checks, JSON logs, demo data."""

@@ -1,0 +1,192 @@
+"""Settings of the legacy monolith, all taken from the environment.
+
+Every variable is documented in ``docs/reference/monolith.md``. Nothing else in
+the monolith reads the environment, and no module reads settings at import time.
+
+``DATABASE_URL``                 database (default: SQLite at var/monolith.sqlite3)
+``MONOLITH_DB_CONN_MAX_AGE``     seconds a connection is reused (default 60)
+``MONOLITH_SECRET_KEY``          secret key (default: an insecure dev key)
+``MONOLITH_DEBUG``               1/true/yes/on to enable DEBUG (default off)
+``MONOLITH_ALLOWED_HOSTS``       comma-separated host names
+``MONOLITH_CSRF_TRUSTED_ORIGINS`` comma-separated origins (scheme://host[:port])
+``MONOLITH_LOG_LEVEL``           root log level (default INFO)
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import dj_database_url
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+VAR_DIR = BASE_DIR / "var"
+
+
+def _env_bool(name: str, default: bool = False) -> bool:
+    value = os.environ.get(name)
+    if value is None or value.strip() == "":
+        return default
+    return value.strip().lower() in {"1", "true", "yes", "on"}
+
+
+def _env_list(name: str, default: str) -> list[str]:
+    value = os.environ.get(name, default)
+    return [item.strip() for item in value.split(",") if item.strip()]
+
+
+SECRET_KEY = os.environ.get(
+    "MONOLITH_SECRET_KEY",
+    "django-insecure-dev-only-key-set-MONOLITH_SECRET_KEY-in-production",
+)
+DEBUG = _env_bool("MONOLITH_DEBUG")
+# The strangler proxy preserves the client's Host header, so these are the names
+# clients use, not the proxy's upstream address.
+ALLOWED_HOSTS = _env_list(
+    "MONOLITH_ALLOWED_HOSTS", "127.0.0.1,localhost,testserver,[::1]"
+)
+CSRF_TRUSTED_ORIGINS = _env_list("MONOLITH_CSRF_TRUSTED_ORIGINS", "")
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "rest_framework.authtoken",
+    "drf_spectacular",
+    "legacy_monolith.core",
+    "legacy_monolith.accounts",
+    "legacy_monolith.catalog",
+    "legacy_monolith.inventory",
+    # MONOLITH-B: orders, payments and storefront apps go below this line.
+    "legacy_monolith.orders",
+    "legacy_monolith.payments",
+    "legacy_monolith.storefront",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    # WhiteNoise serves /static/ itself, so the monolith needs no web server in
+    # front and static files work under ASGI with DEBUG off.
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "legacy_monolith.urls"
+WSGI_APPLICATION = "legacy_monolith.wsgi.application"
+ASGI_APPLICATION = "legacy_monolith.asgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "legacy_monolith" / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+_DEFAULT_DATABASE_URL = f"sqlite:///{VAR_DIR / 'monolith.sqlite3'}"
+DATABASES = {
+    "default": dj_database_url.parse(
+        os.environ.get("DATABASE_URL") or _DEFAULT_DATABASE_URL,
+        conn_max_age=int(os.environ.get("MONOLITH_DB_CONN_MAX_AGE", "60")),
+        conn_health_checks=True,
+    )
+}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    if not os.environ.get("DATABASE_URL"):
+        VAR_DIR.mkdir(exist_ok=True)
+else:
+    # Each test process gets its own fresh database, so a CI run never trips
+    # over a database left by another run or a concurrent one.
+    DATABASES["default"]["TEST"] = {"NAME": f"test_strangler_{os.getpid()}"}
+
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+AUTH_USER_MODEL = "accounts.User"
+AUTH_PASSWORD_VALIDATORS = [
+    {
+        "NAME": "django.contrib.auth.password_validation."
+        "UserAttributeSimilarityValidator"
+    },
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+LOGIN_URL = "/accounts/login/"
+LOGIN_REDIRECT_URL = "/"
+LOGOUT_REDIRECT_URL = "/"
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "/static/"
+STATIC_ROOT = VAR_DIR / "static"
+STATICFILES_DIRS = [BASE_DIR / "legacy_monolith" / "static"]
+# Serve straight from the apps' static directories: the demo needs no
+# collectstatic step. Production deployments run collectstatic and turn it off.
+WHITENOISE_USE_FINDERS = True
+WHITENOISE_AUTOREFRESH = DEBUG
+
+REST_FRAMEWORK = {
+    # Token first: an anonymous API request gets 401 with
+    # "WWW-Authenticate: Token" rather than 403.
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "rest_framework.authentication.TokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_PAGINATION_CLASS": "legacy_monolith.api.StandardPagination",
+    "PAGE_SIZE": 20,
+    "DEFAULT_RENDERER_CLASSES": [
+        "rest_framework.renderers.JSONRenderer",
+        "rest_framework.renderers.BrowsableAPIRenderer",
+    ],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "EXCEPTION_HANDLER": "legacy_monolith.api.exception_handler",
+    "TEST_REQUEST_DEFAULT_FORMAT": "json",
+}
+
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Legacy shop API",
+    "DESCRIPTION": "The monolith's JSON API, the contract extracted services match.",
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    # MONOLITH-B: several models have a "status" field; name their enums.
+    "ENUM_NAME_OVERRIDES": {
+        "OrderStatusEnum": "legacy_monolith.orders.models.OrderStatus",
+        "PaymentStatusEnum": "legacy_monolith.payments.models.PaymentStatus",
+    },
+}
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"json": {"()": "legacy_monolith.core.jsonlog.JsonFormatter"}},
+    "handlers": {
+        "stdout": {
+            "class": "logging.StreamHandler",
+            "stream": "ext://sys.stdout",
+            "formatter": "json",
+        }
+    },
+    "root": {
+        "handlers": ["stdout"],
+        "level": os.environ.get("MONOLITH_LOG_LEVEL", "INFO").upper(),
+    },
+}

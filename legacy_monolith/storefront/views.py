@@ -1,0 +1,233 @@
+"""Storefront pages: products, the session cart, checkout and order history.
+
+Every state change is a POST answered by a redirect (post/redirect/get) with a
+flash message, except a checkout that fails, which re-renders the form with
+the error so the customer can fix the card and try again.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.core.paginator import Paginator
+from django.db.models import F, Q, QuerySet, Sum
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+from rest_framework.exceptions import ValidationError
+
+from ..catalog.models import Category, Product
+from ..inventory import services as inventory
+from ..inventory.exceptions import InsufficientStock
+from ..orders import services as orders
+from ..orders.exceptions import InvalidOrderState
+from ..payments.exceptions import PaymentDeclined
+from .cart import Cart
+from .forms import AddToCartForm, CheckoutForm, RemoveFromCartForm, UpdateCartForm
+
+PRODUCTS_PER_PAGE = 12
+ORDERS_PER_PAGE = 10
+
+
+@require_GET
+def home(request: HttpRequest) -> HttpResponse:
+    """The shop's front door is the product list."""
+    return redirect("storefront:product-list")
+
+
+@require_GET
+def product_list(request: HttpRequest) -> HttpResponse:
+    """Active products, filtered by ``?category=<slug>`` and ``?q=<text>``."""
+    products = _with_availability(
+        Product.objects.filter(is_active=True).select_related("category")
+    )
+    category = None
+    if slug := request.GET.get("category", ""):
+        category = get_object_or_404(Category, slug=slug)
+        products = products.filter(category=category)
+    query = request.GET.get("q", "").strip()
+    if query:
+        products = products.filter(
+            Q(name__icontains=query)
+            | Q(description__icontains=query)
+            | Q(sku__icontains=query)
+        )
+    page = Paginator(products.order_by("name", "id"), PRODUCTS_PER_PAGE).get_page(
+        request.GET.get("page")
+    )
+    return render(
+        request,
+        "storefront/product_list.html",
+        {
+            "page": page,
+            "categories": Category.objects.order_by("name"),
+            "category": category,
+            "query": query,
+            "filters": _filters_querystring(request),
+        },
+    )
+
+
+@require_GET
+def product_detail(request: HttpRequest, slug: str) -> HttpResponse:
+    """One product: price, availability and the add-to-cart form."""
+    product = get_object_or_404(
+        Product.objects.select_related("category"), slug=slug, is_active=True
+    )
+    form = AddToCartForm(initial={"product": product.pk, "quantity": 1})
+    return render(
+        request,
+        "storefront/product_detail.html",
+        {
+            "product": product,
+            "available": inventory.available(product.pk),
+            "form": form,
+        },
+    )
+
+
+@require_GET
+def cart_detail(request: HttpRequest) -> HttpResponse:
+    """The cart with today's prices and a form per line."""
+    cart = Cart(request.session)
+    return render(
+        request,
+        "storefront/cart.html",
+        {"lines": list(cart), "total": cart.total()},
+    )
+
+
+@require_POST
+def cart_add(request: HttpRequest) -> HttpResponse:
+    """Add a product to the cart, then show the cart."""
+    form = AddToCartForm(request.POST)
+    if not form.is_valid():
+        messages.error(request, "Choose a quantity between 1 and 99.")
+        return redirect("storefront:cart")
+    product = get_object_or_404(
+        Product, pk=form.cleaned_data["product"], is_active=True
+    )
+    quantity = Cart(request.session).add(product.pk, form.cleaned_data["quantity"])
+    messages.success(request, f"{product.name}: {quantity} in your cart.")
+    return redirect("storefront:cart")
+
+
+@require_POST
+def cart_update(request: HttpRequest) -> HttpResponse:
+    """Change a line's quantity (0 removes it)."""
+    form = UpdateCartForm(request.POST)
+    if form.is_valid():
+        Cart(request.session).set(
+            form.cleaned_data["product"], form.cleaned_data["quantity"]
+        )
+        messages.success(request, "Cart updated.")
+    else:
+        messages.error(request, "Choose a quantity between 0 and 99.")
+    return redirect("storefront:cart")
+
+
+@require_POST
+def cart_remove(request: HttpRequest) -> HttpResponse:
+    """Remove a line from the cart."""
+    form = RemoveFromCartForm(request.POST)
+    if form.is_valid():
+        Cart(request.session).remove(form.cleaned_data["product"])
+        messages.success(request, "Removed from your cart.")
+    return redirect("storefront:cart")
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def checkout(request: HttpRequest) -> HttpResponse:
+    """Pay for the cart. Success redirects to the new order's page."""
+    cart = Cart(request.session)
+    lines = list(cart)
+    if not lines:
+        messages.info(request, "Your cart is empty.")
+        return redirect("storefront:cart")
+    form = CheckoutForm(request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        try:
+            order = orders.checkout(
+                request.user, cart.items(), form.cleaned_data["card_number"]
+            )
+        except PaymentDeclined as exc:
+            form.add_error("card_number", exc.message)
+        except InsufficientStock as exc:
+            form.add_error(None, str(exc.detail))
+        except ValidationError as exc:
+            form.add_error(None, _flatten(exc.detail))
+        else:
+            cart.clear()
+            messages.success(request, f"Thank you! Order {order.number} is confirmed.")
+            return redirect("storefront:order-detail", number=order.number)
+    return render(
+        request,
+        "storefront/checkout.html",
+        {"form": form, "lines": lines, "total": cart.total()},
+    )
+
+
+@login_required
+@require_GET
+def order_list(request: HttpRequest) -> HttpResponse:
+    """The signed-in customer's orders, newest first."""
+    mine = orders.visible_orders(request.user).filter(customer=request.user)
+    page = Paginator(mine.order_by("-created_at", "-id"), ORDERS_PER_PAGE).get_page(
+        request.GET.get("page")
+    )
+    return render(request, "storefront/order_list.html", {"page": page})
+
+
+@login_required
+@require_GET
+def order_detail(request: HttpRequest, number: str) -> HttpResponse:
+    """One order with its lines, payment and history (404 if not yours)."""
+    order = get_object_or_404(orders.visible_orders(request.user), number=number)
+    return render(
+        request,
+        "storefront/order_detail.html",
+        {
+            "order": order,
+            "history": order.history.order_by("at", "id"),
+            "can_cancel": order.status == "confirmed",
+        },
+    )
+
+
+@login_required
+@require_POST
+def order_cancel(request: HttpRequest, number: str) -> HttpResponse:
+    """Cancel an order, then show it again with the outcome."""
+    order = get_object_or_404(orders.visible_orders(request.user), number=number)
+    try:
+        orders.cancel(order, request.user)
+    except InvalidOrderState as exc:
+        messages.error(request, exc.message)
+    else:
+        messages.success(request, f"Order {number} is cancelled and refunded.")
+    return redirect("storefront:order-detail", number=number)
+
+
+def _with_availability(products: QuerySet[Product]) -> QuerySet[Product]:
+    return products.annotate(
+        units=Sum(F("stock_levels__on_hand") - F("stock_levels__reserved"))
+    )
+
+
+def _filters_querystring(request: HttpRequest) -> str:
+    """The list's filters, to keep them on pagination links."""
+    params = request.GET.copy()
+    params.pop("page", None)
+    return params.urlencode()
+
+
+def _flatten(detail: Any) -> str:
+    """A DRF validation error's messages as one sentence list."""
+    if isinstance(detail, dict):
+        return " ".join(_flatten(value) for value in detail.values())
+    if isinstance(detail, list):
+        return " ".join(_flatten(value) for value in detail)
+    return str(detail)

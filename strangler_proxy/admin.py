@@ -1,0 +1,276 @@
+"""The admin API, and the probes the proxy answers itself.
+
+:class:`AdminApp` is a small plain-ASGI app served on its own port (8081 on
+loopback by default). Every path on it requires ``Authorization: Bearer
+<token>``, compared in constant time; ``GET /metrics`` too unless
+``metrics_auth`` is off (Prometheus can send a bearer token)::
+
+    GET  /admin/plan        the running plan, its version hash, source, loaded_at
+    GET  /admin/routes      route table: name, match, mode, sides, fallback
+    GET  /admin/upstreams   url, health, breaker state and counters, bulkhead
+    POST /admin/reload      reload from the plan file, or from a YAML body
+    GET  /admin/reloads     reload history, newest last
+    GET  /metrics           Prometheus text exposition
+
+:class:`ProbeMiddleware` wraps the proxy app and answers
+``/_strangler/livez`` and ``/_strangler/readyz`` on the proxy port, without
+authentication. The reserved ``/_strangler/`` prefix keeps them from shadowing
+the monolith's own ``/livez`` or ``/health``.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from .metrics import CONTENT_TYPE, ProxyMetrics
+from .reload import PlanReloader, ReloadHistory
+
+if TYPE_CHECKING:
+    from .runtime import Runtime, RuntimeHolder
+    from .types import ASGIApp, Receive, Scope, Send
+
+__all__ = ["PROBE_PREFIX", "AdminApp", "ProbeMiddleware"]
+
+logger = logging.getLogger(__name__)
+
+PROBE_PREFIX = "/_strangler/"
+MAX_PLAN_BODY = 1024 * 1024
+
+_JSON = b"application/json"
+
+Response = tuple[int, bytes, bytes]
+Handler = Callable[["Scope", "Receive"], Awaitable[Response]]
+
+
+def _json(status: int, data: Any) -> Response:
+    return status, orjson.dumps(data), _JSON
+
+
+async def _respond(
+    send: Send,
+    response: Response,
+    extra_headers: list[tuple[bytes, bytes]] | None = None,
+) -> None:
+    status, body, content_type = response
+    headers = [
+        (b"content-type", content_type),
+        (b"content-length", str(len(body)).encode()),
+        (b"cache-control", b"no-store"),
+        *(extra_headers or []),
+    ]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+async def _read_body(receive: Receive, limit: int) -> bytes | None:
+    """The request body, or None when it exceeds ``limit`` bytes."""
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return b""
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            return None
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return b"".join(chunks)
+
+
+def _bearer(scope: Scope) -> bytes | None:
+    for name, value in scope.get("headers", ()):
+        if name == b"authorization":
+            scheme, _, credentials = bytes(value).partition(b" ")
+            if scheme.lower() == b"bearer":
+                return credentials.strip()
+            return None
+    return None
+
+
+class AdminApp:
+    """The admin ASGI app of one proxy process."""
+
+    def __init__(
+        self,
+        *,
+        holder: RuntimeHolder,
+        reloader: PlanReloader,
+        metrics: ProxyMetrics,
+        token: str,
+        metrics_auth: bool = True,
+    ) -> None:
+        if not token:
+            raise ValueError("the admin API needs a non-empty token")
+        self.holder = holder
+        self.reloader = reloader
+        self.metrics = metrics
+        self.metrics_auth = metrics_auth
+        self._token = token.encode()
+        self._routes: dict[str, dict[str, Handler]] = {
+            "/admin/plan": {"GET": self._plan},
+            "/admin/routes": {"GET": self._routes_table},
+            "/admin/upstreams": {"GET": self._upstreams},
+            "/admin/reload": {"POST": self._reload},
+            "/admin/reloads": {"GET": self._reloads},
+            "/metrics": {"GET": self._metrics},
+        }
+
+    @property
+    def history(self) -> ReloadHistory:
+        """The reload history shown by ``GET /admin/reloads``."""
+        return self.reloader.history
+
+    def _authorised(self, scope: Scope) -> bool:
+        given = _bearer(scope)
+        # compare_digest: the time taken must not tell how much of it matched.
+        return given is not None and hmac.compare_digest(given, self._token)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await _lifespan(receive, send)
+            return
+        if scope["type"] != "http":
+            return
+        path: str = scope["path"]
+        if not (path == "/metrics" and not self.metrics_auth):
+            if not self._authorised(scope):
+                await _respond(
+                    send,
+                    _json(401, {"error": "unauthorized"}),
+                    [(b"www-authenticate", b'Bearer realm="strangler-admin"')],
+                )
+                return
+        methods = self._routes.get(path)
+        if methods is None:
+            await _respond(send, _json(404, {"error": "not found"}))
+            return
+        handler = methods.get(scope["method"])
+        if handler is None:
+            allow = ", ".join(sorted(methods)).encode()
+            await _respond(
+                send, _json(405, {"error": "method not allowed"}), [(b"allow", allow)]
+            )
+            return
+        try:
+            response = await handler(scope, receive)
+        except Exception:
+            logger.exception("admin API: %s %s failed", scope["method"], path)
+            response = _json(500, {"error": "internal error"})
+        await _respond(send, response)
+
+    def _runtime(self) -> Runtime:
+        return self.holder.current
+
+    async def _plan(self, scope: Scope, receive: Receive) -> Response:
+        runtime = self._runtime()
+        last = self.history.last_loaded
+        return _json(
+            200,
+            {
+                "name": runtime.plan.name,
+                "version_hash": runtime.version_hash,
+                "source": runtime.source,
+                "loaded_at": last.as_dict()["time"] if last else None,
+                "plan": runtime.plan.model_dump(mode="json"),
+            },
+        )
+
+    async def _routes_table(self, scope: Scope, receive: Receive) -> Response:
+        plan = self._runtime().plan
+        routes = [
+            {
+                "name": route.name,
+                "match": route.match.model_dump(mode="json"),
+                "mode": route.mode,
+                "legacy": route.legacy,
+                "service": route.service,
+                "fallback": route.fallback,
+                "canary_weight": route.canary.weight if route.canary else None,
+                "owner": route.owner,
+            }
+            for route in plan.routes
+        ]
+        return _json(200, {"default": plan.default, "routes": routes})
+
+    async def _upstreams(self, scope: Scope, receive: Receive) -> Response:
+        runtime = self._runtime()
+        upstreams = {}
+        for name, upstream in runtime.upstreams.items():
+            breaker = None
+            if upstream.breaker is not None:
+                breaker = upstream.breaker.snapshot()
+                # A monotonic-clock reading means nothing outside the process.
+                breaker.pop("opened_at", None)
+            health = upstream.health
+            upstreams[name] = {
+                "url": upstream.config.url,
+                "health": None if health is None else health.snapshot(),
+                "breaker": breaker,
+                "bulkhead": upstream.bulkhead.snapshot(),
+            }
+        return _json(
+            200,
+            {"upstreams": upstreams, "retry_budget": runtime.retry_budget.snapshot()},
+        )
+
+    async def _reload(self, scope: Scope, receive: Receive) -> Response:
+        body = await _read_body(receive, MAX_PLAN_BODY)
+        if body is None:
+            return _json(413, {"error": f"plan body over {MAX_PLAN_BODY} bytes"})
+        text: str | None = None
+        if body.strip():
+            try:
+                text = body.decode("utf-8")
+            except UnicodeDecodeError:
+                return _json(400, {"error": "the plan body must be UTF-8"})
+        event = await self.reloader.reload("api", text)
+        return _json(200 if event.ok else 422, event.as_dict())
+
+    async def _reloads(self, scope: Scope, receive: Receive) -> Response:
+        return _json(200, {"reloads": [event.as_dict() for event in self.history]})
+
+    async def _metrics(self, scope: Scope, receive: Receive) -> Response:
+        return 200, self.metrics.render(), CONTENT_TYPE.encode()
+
+
+async def _lifespan(receive: Receive, send: Send) -> None:
+    while True:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            await send({"type": "lifespan.startup.complete"})
+        elif message["type"] == "lifespan.shutdown":
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+
+
+class ProbeMiddleware:
+    """Answers ``/_strangler/livez`` and ``/_strangler/readyz`` before the proxy.
+
+    ``livez`` is 200 while the process serves; ``readyz`` is 200 when a plan
+    is loaded and the process is not shutting down, else 503.
+    """
+
+    def __init__(self, app: ASGIApp, *, ready: Callable[[], bool]) -> None:
+        self.app = app
+        self.ready = ready
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"].startswith(PROBE_PREFIX):
+            probe = scope["path"][len(PROBE_PREFIX) :]
+            if probe == "livez":
+                await _respond(send, _json(200, {"status": "alive"}))
+                return
+            if probe == "readyz":
+                if self.ready():
+                    await _respond(send, _json(200, {"status": "ready"}))
+                else:
+                    await _respond(send, _json(503, {"status": "not ready"}))
+                return
+        await self.app(scope, receive, send)

@@ -1,0 +1,168 @@
+"""Process logging: JSON lines (or console text), request ids, redaction.
+
+:func:`configure_logging` sets up the root logger once per process; uvicorn's
+loggers propagate to it (its own access log is off: :mod:`.accesslog` writes
+one line per request instead). The request id of the request being handled, if
+any, is kept in :data:`request_id_var` and added to every record.
+
+Secrets never reach a log line: :func:`redact_headers` masks credential
+headers and :func:`redact_query` masks query parameters whose name looks like
+a secret (token, password, key, session...).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+import time
+from collections.abc import Iterable
+from contextvars import ContextVar
+from typing import IO, Any, Literal
+from urllib.parse import parse_qsl, quote
+
+import orjson
+
+__all__ = [
+    "REDACTED",
+    "SECRET_HEADERS",
+    "ConsoleFormatter",
+    "JsonFormatter",
+    "configure_logging",
+    "is_secret_param",
+    "redact_headers",
+    "redact_query",
+    "request_id_var",
+]
+
+REDACTED = "[redacted]"
+
+SECRET_HEADERS = frozenset(
+    {"authorization", "proxy-authorization", "cookie", "set-cookie", "x-api-key"}
+)
+
+# A query parameter is secret when one of its words is in _SECRET_WORDS
+# (``api_key``, ``X-Session-Id``) or its name contains a _SECRET_PARTS entry
+# (``access_token``, ``newpassword``). Over-redacting is the safe side.
+_SECRET_WORDS = frozenset(
+    {"key", "apikey", "sig", "signature", "auth", "pwd", "code", "jwt", "sid"}
+)
+_SECRET_PARTS = ("token", "passw", "secret", "session", "credential")
+_WORD_SPLIT = re.compile(r"[^a-z0-9]+")
+
+
+def is_secret_param(name: str) -> bool:
+    """True when a query parameter name looks like it carries a secret."""
+    lowered = name.lower()
+    if any(part in lowered for part in _SECRET_PARTS):
+        return True
+    return any(word in _SECRET_WORDS for word in _WORD_SPLIT.split(lowered))
+
+
+request_id_var: ContextVar[str | None] = ContextVar("request_id", default=None)
+
+# Attributes every LogRecord has; anything else was passed with ``extra=``.
+_STANDARD_ATTRS = frozenset(
+    vars(logging.LogRecord("", 0, "", 0, "", None, None)).keys()
+) | {"message", "asctime", "color_message", "taskName"}
+
+
+def redact_headers(
+    headers: Iterable[tuple[str, str]],
+) -> list[tuple[str, str]]:
+    """Headers with the values of credential headers replaced by a marker."""
+    return [
+        (name, REDACTED if name.lower() in SECRET_HEADERS else value)
+        for name, value in headers
+    ]
+
+
+def redact_query(query: str) -> str:
+    """A query string with the values of secret-looking parameters masked."""
+    if not query:
+        return query
+    parts = []
+    for name, value in parse_qsl(query, keep_blank_values=True):
+        shown = REDACTED if is_secret_param(name) else value
+        parts.append(f"{quote(name, safe='')}={quote(shown, safe='[]')}")
+    return "&".join(parts)
+
+
+def _extras(record: logging.LogRecord) -> dict[str, Any]:
+    return {
+        key: value
+        for key, value in vars(record).items()
+        if key not in _STANDARD_ATTRS and not key.startswith("_")
+    }
+
+
+def _utc(timestamp: float) -> str:
+    seconds = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(timestamp))
+    return f"{seconds}.{int(timestamp % 1 * 1000):03d}Z"
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: time, level, logger, message, request_id, extras."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "time": _utc(record.created),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        request_id = request_id_var.get()
+        if request_id is not None:
+            entry["request_id"] = request_id
+        entry.update(_extras(record))
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return orjson.dumps(entry, default=str).decode()
+
+
+class ConsoleFormatter(logging.Formatter):
+    """Readable lines for a terminal: ``time level logger: message key=value``."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        extras = _extras(record)
+        request_id = request_id_var.get()
+        if request_id is not None:
+            extras["request_id"] = request_id
+        tail = "".join(f" {key}={value}" for key, value in extras.items())
+        line = (
+            f"{_utc(record.created)} {record.levelname:<7} {record.name}: "
+            f"{record.getMessage()}{tail}"
+        )
+        if record.exc_info:
+            line += "\n" + self.formatException(record.exc_info)
+        return line
+
+
+def configure_logging(
+    level: str = "info",
+    fmt: Literal["json", "console"] = "json",
+    stream: IO[str] | None = None,
+) -> logging.Handler:
+    """Send every logger of the process to ``stream`` (stderr) in ``fmt``.
+
+    Replaces the root logger's handlers, so calling it again reconfigures.
+    Returns the installed handler.
+    """
+    handler = logging.StreamHandler(stream if stream is not None else sys.stderr)
+    handler.setFormatter(JsonFormatter() if fmt == "json" else ConsoleFormatter())
+    root = logging.getLogger()
+    for old in list(root.handlers):
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(level.upper())
+    # uvicorn installs its own handlers when given a log config; we pass none,
+    # so make its loggers propagate to ours and silence its access log.
+    for name in ("uvicorn", "uvicorn.error"):
+        logger = logging.getLogger(name)
+        logger.handlers.clear()
+        logger.propagate = True
+        logger.setLevel(logging.NOTSET)
+    access = logging.getLogger("uvicorn.access")
+    access.handlers.clear()
+    access.propagate = False
+    return handler

@@ -1,0 +1,290 @@
+"""Everything the proxy builds from one plan, and the atomic swap on reload.
+
+A :class:`Runtime` holds the router, one :class:`UpstreamRuntime` per upstream
+(transport, circuit breaker, bulkhead, health checker) and the retry budget.
+A reload builds a new runtime next to the running one, reusing the upstream
+objects whose configuration did not change (so pools stay warm and breakers
+keep their state), then :meth:`RuntimeHolder.swap` makes it current. Requests
+in flight finish on the runtime they started with; the old one is closed when
+its last request ends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
+
+import orjson
+
+from .exceptions import PlanError
+from .headers import HeaderPolicy
+from .plan import Plan, Timeouts, UpstreamConfig, version_hash
+from .resilience import Bulkhead, CircuitBreaker, RetryBudget
+from .routing import Router
+from .transport import Transport, TransportFactory, create_transport
+
+if TYPE_CHECKING:
+    from .health import HealthChecker
+
+__all__ = [
+    "DEFAULT_CONNECT_TIMEOUT",
+    "DEFAULT_READ_TIMEOUT",
+    "Runtime",
+    "RuntimeHolder",
+    "UpstreamRuntime",
+]
+
+logger = logging.getLogger("strangler.proxy")
+
+DEFAULT_CONNECT_TIMEOUT = 2.0
+DEFAULT_READ_TIMEOUT = 30.0
+
+
+@dataclass(eq=False)
+class UpstreamRuntime:
+    """The live objects of one upstream. Shared by runtimes across reloads."""
+
+    name: str
+    config: UpstreamConfig
+    transport: Transport
+    breaker: CircuitBreaker | None
+    bulkhead: Bulkhead
+    health: HealthChecker | None
+    origin: bytes
+    """``scheme://host:port`` as written in the plan, for ``Location`` rewrites."""
+    host_header: bytes
+    """``host[:port]``, the ``Host`` sent in ``rewrite`` mode."""
+    hostname: bytes
+    _users: int = 0
+    _started: bool = False
+    _closed: bool = False
+
+    @classmethod
+    def build(
+        cls, name: str, config: UpstreamConfig, transport_factory: TransportFactory
+    ) -> UpstreamRuntime:
+        """Build the objects of one upstream (nothing is started)."""
+        parts = urlsplit(config.url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise PlanError(
+                f"upstream {name!r}: url must be http(s)://host[:port], "
+                f"got {config.url!r}"
+            )
+        health = None
+        if config.health is not None:
+            from .health import HealthChecker
+
+            health = HealthChecker(name, config.url, config.health)
+        return cls(
+            name=name,
+            config=config,
+            transport=transport_factory(name, config.url),
+            breaker=(
+                CircuitBreaker(config.circuit_breaker)
+                if config.circuit_breaker is not None
+                else None
+            ),
+            bulkhead=Bulkhead(config.max_concurrency),
+            health=health,
+            origin=f"{parts.scheme}://{parts.netloc}".encode("latin-1"),
+            host_header=parts.netloc.encode("latin-1"),
+            hostname=parts.hostname.encode("latin-1"),
+        )
+
+    @property
+    def available(self) -> bool:
+        """False when the health checker marked the upstream down."""
+        return self.health is None or self.health.healthy
+
+    async def start(self) -> None:
+        if self._started:
+            return
+        self._started = True
+        if self.health is not None:
+            await self.health.start()
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        if self.health is not None:
+            await self.health.stop()
+        await self.transport.aclose()
+
+
+@dataclass(frozen=True, slots=True)
+class ResolvedTimeouts:
+    """Timeouts of one attempt, after route -> upstream -> default inheritance."""
+
+    connect: float | None
+    read: float | None
+    total: float | None
+
+
+def resolve_timeouts(route: Timeouts | None, upstream: Timeouts) -> ResolvedTimeouts:
+    """Route settings win over upstream settings, which win over the defaults."""
+    r = route or Timeouts()
+    connect = r.connect if r.connect is not None else upstream.connect
+    read = r.read if r.read is not None else upstream.read
+    total = r.total if r.total is not None else upstream.total
+    return ResolvedTimeouts(
+        connect if connect is not None else DEFAULT_CONNECT_TIMEOUT,
+        read if read is not None else DEFAULT_READ_TIMEOUT,
+        total,
+    )
+
+
+class Runtime:
+    """The router, upstreams and budgets built from one plan."""
+
+    def __init__(
+        self,
+        plan: Plan,
+        upstreams: dict[str, UpstreamRuntime],
+        retry_budget: RetryBudget,
+        *,
+        source: str | None,
+        version_hash: str,
+    ) -> None:
+        self.plan = plan
+        self.router = Router(plan)
+        self.upstreams = upstreams
+        self.retry_budget = retry_budget
+        self.source = source
+        self.version_hash = version_hash
+        self.policy = HeaderPolicy.from_config(plan.proxy)
+        self.limits = plan.proxy.limits
+        self.permissive_paths = plan.proxy.path_security == "permissive"
+        self.in_flight = 0
+        self.retired = False
+        self.closed = False
+        self._close_task: asyncio.Task[None] | None = None
+        for upstream in upstreams.values():
+            upstream._users += 1
+
+    @classmethod
+    def from_plan(
+        cls,
+        plan: Plan,
+        *,
+        source: str | None = None,
+        previous: Runtime | None = None,
+        transport_factory: TransportFactory | None = None,
+    ) -> Runtime:
+        """Build a runtime; reuse ``previous``'s objects for unchanged upstreams.
+
+        Raises :class:`PlanError` when the plan names an upstream it does not
+        define or an upstream URL is unusable.
+        """
+        _check_references(plan)
+        factory = transport_factory or create_transport
+        upstreams: dict[str, UpstreamRuntime] = {}
+        for name, config in plan.upstreams.items():
+            old = previous.upstreams.get(name) if previous is not None else None
+            if old is not None and old.config == config and not old._closed:
+                upstreams[name] = old
+            else:
+                upstreams[name] = UpstreamRuntime.build(name, config, factory)
+        budget_config = plan.proxy.retry_budget
+        if previous is not None and previous.plan.proxy.retry_budget == budget_config:
+            budget = previous.retry_budget
+        else:
+            budget = RetryBudget(budget_config)
+        return cls(
+            plan,
+            upstreams,
+            budget,
+            source=source,
+            version_hash=plan_hash(plan),
+        )
+
+    async def start(self) -> None:
+        """Start the health checkers of upstreams not already running."""
+        for upstream in self.upstreams.values():
+            await upstream.start()
+
+    async def aclose(self) -> None:
+        """Close the upstreams no other runtime uses any more."""
+        if self.closed:
+            return
+        self.closed = True
+        for upstream in self.upstreams.values():
+            upstream._users -= 1
+            if upstream._users <= 0:
+                try:
+                    await upstream.close()
+                except Exception:
+                    logger.exception("closing upstream %s failed", upstream.name)
+
+    def acquire(self) -> None:
+        """A request starts on this runtime."""
+        self.in_flight += 1
+
+    def release(self) -> None:
+        """A request that started on this runtime ended."""
+        self.in_flight -= 1
+        if self.retired and self.in_flight == 0:
+            self._schedule_close()
+
+    def retire(self) -> None:
+        """This runtime was replaced: close it once its last request ends."""
+        self.retired = True
+        if self.in_flight == 0:
+            self._schedule_close()
+
+    def _schedule_close(self) -> None:
+        if self._close_task is not None or self.closed:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return  # no loop: nothing was started, nothing to close
+        self._close_task = loop.create_task(self.aclose())
+
+
+def _check_references(plan: Plan) -> None:
+    issues = []
+    if plan.default not in plan.upstreams:
+        issues.append(f"default: unknown upstream {plan.default!r}")
+    for route in plan.routes:
+        for attr in ("legacy", "service"):
+            name = getattr(route, attr)
+            if name is not None and name not in plan.upstreams:
+                issues.append(f"routes.{route.name}.{attr}: unknown upstream {name!r}")
+    if issues:
+        raise PlanError("plan references unknown upstreams", issues)
+
+
+def plan_hash(plan: Plan) -> str:
+    """Short sha256 of the plan's canonical JSON: equal plans, equal hashes."""
+    data = orjson.dumps(plan.model_dump(mode="json"), option=orjson.OPT_SORT_KEYS)
+    return version_hash(data)
+
+
+@dataclass(eq=False)
+class RuntimeHolder:
+    """The runtime new requests use; swapped atomically on reload."""
+
+    current: Runtime
+
+    def acquire(self) -> Runtime:
+        """The current runtime, counted as in use until :meth:`Runtime.release`."""
+        runtime = self.current
+        runtime.in_flight += 1
+        return runtime
+
+    def swap(self, new: Runtime) -> Runtime:
+        """Make ``new`` current; return the old one, closed when it goes idle."""
+        old = self.current
+        if new is old:
+            return old
+        self.current = new
+        old.retire()
+        return old
+
+    async def aclose(self) -> None:
+        """Close the current runtime (at shutdown)."""
+        await self.current.aclose()

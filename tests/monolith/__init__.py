@@ -1,0 +1,1 @@
+"""Tests of the bundled legacy monolith (Django + DRF)."""

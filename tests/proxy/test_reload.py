@@ -1,0 +1,270 @@
+"""Plan reloads in-process: swap, rejection, in-flight requests, file watching.
+
+The upstreams are real uvicorn servers on loopback, run on the test's event
+loop; they can hold a request until the test releases it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+import pytest
+import uvicorn
+
+from strangler_proxy.app import create_app
+from strangler_proxy.plan import load_plan
+from strangler_proxy.reload import PlanReloader, ReloadHistory
+from strangler_proxy.runtime import Runtime, RuntimeHolder
+from tests.support.processes import free_port
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+class Upstream:
+    """An upstream answering its name; ``/hold`` waits for :meth:`release`."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.port = free_port()
+        self.held = asyncio.Event()
+        self._release = asyncio.Event()
+
+    def release(self) -> None:
+        self._release.set()
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["path"] == "/hold":
+            self.held.set()
+            await self._release.wait()
+        data = orjson.dumps({"upstream": self.name, "path": scope["path"]})
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [(b"content-type", b"application/json")],
+            }
+        )
+        await send({"type": "http.response.body", "body": data})
+
+
+async def eventually(condition: Callable[[], bool], timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        await asyncio.sleep(0.01)
+
+
+@pytest.fixture
+async def upstreams() -> AsyncIterator[dict[str, Upstream]]:
+    apps = {name: Upstream(name) for name in ("a", "b")}
+    servers = []
+    tasks = []
+    for app in apps.values():
+        config = uvicorn.Config(
+            app,
+            host="127.0.0.1",
+            port=app.port,
+            lifespan="off",
+            log_config=None,
+            access_log=False,
+            ws="none",
+        )
+        server = uvicorn.Server(config)
+        servers.append(server)
+        tasks.append(asyncio.create_task(server.serve()))
+    await eventually(lambda: all(s.started for s in servers))
+    yield apps
+    for app in apps.values():
+        app.release()
+    for server in servers:
+        server.should_exit = True
+    await asyncio.gather(*tasks)
+
+
+def plan_for(upstream: Upstream) -> str:
+    return (
+        f"version: 1\nname: plan-{upstream.name}\ndefault: app\nupstreams:\n"
+        f"  app: {{url: 'http://127.0.0.1:{upstream.port}'}}\n"
+    )
+
+
+class Proxy:
+    def __init__(self, plan_file: Path) -> None:
+        plan = load_plan(plan_file)
+        self.holder = RuntimeHolder(Runtime.from_plan(plan, source=str(plan_file)))
+        self.reloader = PlanReloader(self.holder, plan_file)
+        self.app = create_app(self.holder)
+        self.client = httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=self.app), base_url="http://proxy"
+        )
+
+    async def get(self, path: str) -> httpx.Response:
+        return await self.client.get(path)
+
+
+@pytest.fixture
+async def proxy(tmp_path: Path, upstreams: dict[str, Upstream]) -> AsyncIterator[Proxy]:
+    plan_file = tmp_path / "plan.yaml"
+    plan_file.write_text(plan_for(upstreams["a"]))
+    proxy = Proxy(plan_file)
+    async with proxy.client:
+        yield proxy
+    await proxy.holder.aclose()
+
+
+@pytest.mark.anyio
+async def test_valid_plan_is_swapped(
+    proxy: Proxy, upstreams: dict[str, Upstream]
+) -> None:
+    assert (await proxy.get("/x")).json()["upstream"] == "a"
+    old = proxy.holder.current
+    proxy.reloader.path.write_text(plan_for(upstreams["b"]))
+    event = await proxy.reloader.reload("signal")
+    assert event.ok and event.changed, event
+    assert event.version_hash == proxy.holder.current.version_hash
+    assert event.plan_name == "plan-b"
+    assert proxy.holder.current is not old
+    assert (await proxy.get("/x")).json()["upstream"] == "b"
+    await eventually(lambda: old.closed)  # idle, so closed right away
+
+
+@pytest.mark.anyio
+async def test_invalid_plan_is_rejected_and_the_old_one_keeps_serving(
+    proxy: Proxy,
+) -> None:
+    old = proxy.holder.current
+    proxy.reloader.path.write_text(
+        "version: 1\ndefault: app\nupstreams:\n  app: {url: 'ftp://x'}\n"
+    )
+    event = await proxy.reloader.reload("signal")
+    assert not event.ok
+    assert event.errors and str(proxy.reloader.path) in event.errors[0]
+    assert "upstreams.app.url" in event.errors[0]
+    assert proxy.holder.current is old and not old.closed
+    response = await proxy.get("/still-here")
+    assert response.status_code == 200
+    assert response.json() == {"upstream": "a", "path": "/still-here"}
+
+
+@pytest.mark.anyio
+async def test_unreadable_plan_file_is_rejected(proxy: Proxy) -> None:
+    old = proxy.holder.current
+    os.unlink(proxy.reloader.path)
+    event = await proxy.reloader.reload("signal")
+    assert not event.ok and "cannot read plan" in event.errors[0]
+    assert proxy.holder.current is old
+
+
+@pytest.mark.anyio
+async def test_in_flight_request_finishes_on_the_plan_it_started_on(
+    proxy: Proxy, upstreams: dict[str, Upstream]
+) -> None:
+    old = proxy.holder.current
+    held = asyncio.create_task(proxy.get("/hold"))
+    await asyncio.wait_for(upstreams["a"].held.wait(), 10)
+
+    proxy.reloader.path.write_text(plan_for(upstreams["b"]))
+    assert (await proxy.reloader.reload("api")).ok
+    assert (await proxy.get("/new")).json()["upstream"] == "b"
+    assert not old.closed  # its request is still in flight
+
+    upstreams["a"].release()
+    response = await asyncio.wait_for(held, 10)
+    assert response.status_code == 200
+    assert response.json() == {"upstream": "a", "path": "/hold"}
+    await eventually(lambda: old.closed)
+
+
+@pytest.mark.anyio
+async def test_reloading_the_same_plan_changes_nothing(proxy: Proxy) -> None:
+    old = proxy.holder.current
+    event = await proxy.reloader.reload("signal")
+    assert event.ok and not event.changed
+    assert proxy.holder.current is old
+
+
+@pytest.mark.anyio
+async def test_plan_text_reload_does_not_touch_the_file(
+    proxy: Proxy, upstreams: dict[str, Upstream]
+) -> None:
+    before = proxy.reloader.path.read_text()
+    event = await proxy.reloader.reload("api", plan_for(upstreams["b"]))
+    assert event.ok and event.changed
+    assert proxy.holder.current.source == "<admin api>"
+    assert proxy.reloader.path.read_text() == before
+
+
+@pytest.mark.anyio
+async def test_file_change_detection_uses_content(
+    proxy: Proxy, upstreams: dict[str, Upstream]
+) -> None:
+    path = proxy.reloader.path
+    assert not proxy.reloader.file_changed()
+    content = path.read_bytes()
+    stat = path.stat()
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
+    path.write_bytes(content)  # touched, same bytes
+    assert not proxy.reloader.file_changed()
+    path.write_text(plan_for(upstreams["b"]))
+    assert proxy.reloader.file_changed()
+
+
+@pytest.mark.anyio
+async def test_watch_reloads_on_change_and_once_per_bad_edit(
+    proxy: Proxy, upstreams: dict[str, Upstream]
+) -> None:
+    history = proxy.reloader.history
+    watch = asyncio.create_task(proxy.reloader.watch(0.01))
+    try:
+        proxy.reloader.path.write_text("version: 1\n")  # invalid
+        await eventually(lambda: len(history.events) == 1)
+        proxy.reloader.path.write_text(plan_for(upstreams["b"]))
+        await eventually(lambda: len(history.events) == 2)
+    finally:
+        watch.cancel()
+        await asyncio.gather(watch, return_exceptions=True)
+    failed, ok = history.events
+    assert (failed.source, failed.ok) == ("file", False)
+    assert (ok.source, ok.ok, ok.plan_name) == ("file", True, "plan-b")
+    assert (await proxy.get("/x")).json()["upstream"] == "b"
+
+
+@pytest.mark.anyio
+async def test_concurrent_reloads_are_serialised(
+    proxy: Proxy, upstreams: dict[str, Upstream]
+) -> None:
+    first = proxy.holder.current
+    texts = [plan_for(upstreams["b"]), plan_for(upstreams["a"])] * 3
+    runs: list[Awaitable[Any]] = [proxy.reloader.reload("api", t) for t in texts]
+    events = await asyncio.gather(*runs)
+    assert all(event.ok and event.changed for event in events)
+    assert proxy.holder.current.plan.name == "plan-a"
+    await eventually(lambda: first.closed)
+
+
+def test_history_keeps_the_last_events_and_totals() -> None:
+    from strangler_proxy.reload import ReloadEvent
+
+    history = ReloadHistory(maxlen=3)
+    for i in range(5):
+        history.record(ReloadEvent(float(i), "file", ok=i % 2 == 0, changed=i < 4))
+    history.record(ReloadEvent(9.0, "api", ok=False, errors=("x",)))
+    assert [e.time for e in history] == [3.0, 4.0, 9.0]
+    assert history.totals == {
+        ("ok", "file"): 3,
+        ("failed", "file"): 2,
+        ("failed", "api"): 1,
+    }
+    # The last reload that swapped a plan in (4.0 was ok but changed nothing).
+    assert history.last_loaded is not None and history.last_loaded.time == 2.0
+    assert history.events[-1].as_dict()["errors"] == ["x"]
