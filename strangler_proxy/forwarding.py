@@ -398,7 +398,7 @@ async def _forward(
     budget = runtime.retry_budget
     budget.request_started()
     task = asyncio.current_task()
-    watcher: asyncio.Task[None] | None = None
+    watcher: asyncio.Task[bool] | None = None
     if body.complete and task is not None:
         # uvicorn does not cancel the app when the client goes away; this
         # watcher does, so a hung upstream request is dropped with its client.
@@ -420,16 +420,22 @@ async def _forward(
         budget.request_finished()
 
 
-async def _watch(receive: Receive) -> None:
-    """Return when the client disconnects (the body was already read)."""
-    while (await receive())["type"] != "http.disconnect":
-        pass
+async def _watch(receive: Receive) -> bool:
+    """True when the client disconnects (the body was already read)."""
+    # A bodiless request's single empty message may still be pending; any
+    # further message would be a server bug, and must not spin the loop.
+    for _ in range(2):
+        if (await receive())["type"] == "http.disconnect":
+            return True
+    return False
 
 
 def _client_gone(
-    watcher: asyncio.Task[None], ex: _Exchange, task: asyncio.Task[object]
+    watcher: asyncio.Task[bool], ex: _Exchange, task: asyncio.Task[object]
 ) -> None:
     if ex.done or watcher.cancelled() or watcher.exception() is not None:
+        return
+    if not watcher.result():
         return
     ex.client_gone = True
     task.cancel()

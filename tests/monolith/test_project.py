@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import subprocess
 import sys
 
@@ -11,6 +12,7 @@ import yaml
 from django.test import Client
 
 from legacy_monolith.accounts.models import User
+from legacy_monolith.core.jsonlog import JsonFormatter
 from tests.support.processes import ROOT
 
 
@@ -111,3 +113,29 @@ def test_static_files_are_served_without_debug(client: Client) -> None:
     assert response.status_code == 200
     assert response["Content-Type"].startswith("text/css")
     response.close()
+
+
+def test_json_log_lines() -> None:
+    formatter = JsonFormatter()
+    record = logging.LogRecord(
+        "shop.orders", logging.WARNING, __file__, 1, "paid %s", ("A-1",), None
+    )
+    record.order = "A-1"
+    line = json.loads(formatter.format(record))
+    assert line["level"] == "warning"
+    assert line["logger"] == "shop.orders"
+    assert line["message"] == "paid A-1"
+    assert line["order"] == "A-1"
+    assert line["ts"].endswith("Z")
+    assert "args" not in line and "msg" not in line
+
+
+def test_json_log_lines_carry_tracebacks() -> None:
+    try:
+        raise ValueError("boom")
+    except ValueError:
+        record = logging.LogRecord(
+            "shop", logging.ERROR, __file__, 1, "failed", (), sys.exc_info()
+        )
+    line = json.loads(JsonFormatter().format(record))
+    assert "ValueError: boom" in line["exc_info"]

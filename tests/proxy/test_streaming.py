@@ -49,6 +49,21 @@ class StreamingUpstream:
         await send({"type": "http.response.body", "body": b"B" * CHUNK})
 
 
+def _bodiless_receive() -> Any:
+    """A server's receive for a request without body: one empty message, then
+    nothing until the response is over (never returned here)."""
+    messages = [{"type": "http.request", "body": b"", "more_body": False}]
+    forever = asyncio.Event()
+
+    async def receive() -> dict[str, Any]:
+        if messages:
+            return messages.pop()
+        await forever.wait()
+        raise AssertionError("unreachable")
+
+    return receive
+
+
 def _scope(method: str, headers: list[tuple[bytes, bytes]]) -> dict[str, Any]:
     return {
         "type": "http",
@@ -100,8 +115,7 @@ async def test_response_body_streams_before_it_is_complete() -> None:
     body = bytearray()
     records: list[RequestRecord] = []
 
-    async def receive() -> dict[str, Any]:
-        return {"type": "http.request", "body": b"", "more_body": False}
+    receive = _bodiless_receive()
 
     async def send(message: dict[str, Any]) -> None:
         if message["type"] == "http.response.body":
@@ -123,8 +137,7 @@ async def test_response_body_streams_before_it_is_complete() -> None:
 async def test_large_response_relayed_in_pieces(echo_upstream: ThreadedServer) -> None:
     pieces: list[int] = []
 
-    async def receive() -> dict[str, Any]:
-        return {"type": "http.request", "body": b"", "more_body": False}
+    receive = _bodiless_receive()
 
     async def send(message: dict[str, Any]) -> None:
         if message["type"] == "http.response.body" and message.get("body"):

@@ -1,0 +1,75 @@
+"""Normalisers: canonical forms of values, applied before they are compared.
+
+Each returns :data:`UNCHANGED` for a value it does not apply to (a timestamp
+normaliser given a number, say); such values are compared as they are.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+from decimal import Decimal, InvalidOperation
+from typing import Any, Final
+
+__all__ = ["UNCHANGED", "Normaliser", "normaliser"]
+
+UNCHANGED: Final = object()
+Normaliser = Callable[[Any], Any]
+
+_TRUNCATE = {"m": 60_000_000, "s": 1_000_000, "ms": 1_000, "us": 1}
+
+
+def _timestamp(precision: str) -> Normaliser:
+    step = _TRUNCATE[precision]
+
+    def normalise(value: Any) -> Any:
+        if not isinstance(value, str):
+            return UNCHANGED
+        try:
+            moment = datetime.fromisoformat(value)
+        except ValueError:
+            return UNCHANGED
+        if moment.tzinfo is not None:
+            # "Z" and "+00:00" (and "+02:00" for the same instant) are equal.
+            moment = moment.astimezone(UTC)
+        if step == 60_000_000:
+            moment = moment.replace(second=0, microsecond=0)
+        else:
+            micro = moment.microsecond
+            moment = moment.replace(microsecond=micro - micro % step)
+        return moment
+
+    return normalise
+
+
+def _decimal(value: Any) -> Any:
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        return UNCHANGED
+    try:
+        number = Decimal(str(value).strip())
+    except InvalidOperation:
+        return UNCHANGED
+    return number if number.is_finite() else UNCHANGED
+
+
+def _lowercase(value: Any) -> Any:
+    return value.casefold() if isinstance(value, str) else UNCHANGED
+
+
+def _trim(value: Any) -> Any:
+    return value.strip() if isinstance(value, str) else UNCHANGED
+
+
+def normaliser(kind: str, precision: str = "us") -> Normaliser:
+    """The normaliser named ``kind`` (the ``as:`` of a ``normalise`` rule)."""
+    if kind == "timestamp":
+        return _timestamp(precision)
+    simple: dict[str, Normaliser] = {
+        "decimal": _decimal,
+        "lowercase": _lowercase,
+        "trim": _trim,
+    }
+    try:
+        return simple[kind]
+    except KeyError:
+        raise ValueError(f"unknown normaliser {kind!r}") from None
