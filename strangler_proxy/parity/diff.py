@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import difflib
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -297,6 +297,7 @@ def _difference(path: Path, kind: DiffKind, legacy: Any, service: Any) -> Differ
 
 
 _EXCERPT = 200
+_DETAIL = 2000
 _MAX_LINES = 5000
 
 
@@ -342,8 +343,6 @@ def text_difference(legacy: bytes, service: bytes) -> Difference | None:
         summary += f" (first {_MAX_LINES} lines compared)"
     detail = summary + "\n" + "\n".join(hunk[:12])
     return Difference(
-        "body", "changed", _clip(first_a), _clip(first_b), detail=_clip(detail * 1)
+        "body", "changed", _clip(first_a), _clip(first_b), detail=detail[:_DETAIL]
     )
 
-
-Callable  # noqa: B018
