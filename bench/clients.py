@@ -7,8 +7,9 @@ with ``wrk -t1 -c32``. It prints req/s, p50/p99 and the proxy's CPU µs per
 request, so the choice of client is reproducible. The ASGI code is identical
 for every candidate; only the client differs.
 
-Candidates: ``aiohttp`` (``strangler_proxy._aiohttp_transport``, the default
-transport), ``httpx`` (AsyncClient, streaming) and ``h1``
+Candidates: ``none`` (no forwarding: the app answers by itself, the floor
+cost of uvicorn and ASGI), ``aiohttp`` (``strangler_proxy._aiohttp_transport``,
+the default transport), ``httpx`` (AsyncClient, streaming) and ``h1``
 (``strangler_proxy._h1_transport``: asyncio protocol + httptools pool).
 """
 
@@ -26,8 +27,9 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench import procs, wrk  # noqa: E402
+from bench.upstream import JSON_BODY  # noqa: E402
 
-CANDIDATES = ("aiohttp", "httpx", "h1")
+CANDIDATES = ("none", "aiohttp", "httpx", "h1")
 HOP_BY_HOP = frozenset(
     {
         b"connection",
@@ -41,6 +43,7 @@ HOP_BY_HOP = frozenset(
     }
 )
 
+HEAD = [(b"content-type", b"application/json")]
 Scope = dict[str, Any]
 Message = dict[str, Any]
 
@@ -155,12 +158,19 @@ def proxy_app(
             while True:
                 message = await receive()
                 if message["type"] == "lifespan.startup":
-                    state["client"] = make_client(kind, base_url)
+                    if kind != "none":
+                        state["client"] = make_client(kind, base_url)
                     await send({"type": "lifespan.startup.complete"})
                 else:
-                    await state["client"].aclose()
+                    if kind != "none":
+                        await state["client"].aclose()
                     await send({"type": "lifespan.shutdown.complete"})
                     return
+        if kind == "none":
+            # The floor: uvicorn and the ASGI calls, answering without forwarding.
+            await send({"type": "http.response.start", "status": 200, "headers": HEAD})
+            await send({"type": "http.response.body", "body": JSON_BODY})
+            return
         target = scope["raw_path"].decode("latin-1")
         if scope["query_string"]:
             target += "?" + scope["query_string"].decode("latin-1")

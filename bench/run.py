@@ -1,15 +1,16 @@
 """``make bench``: the strangler proxy against nginx and direct access.
 
 Starts a fast upstream (1 KB JSON), nginx as a reverse proxy to it, and
-``strangler proxy`` to it; drives each with ``wrk -t1 -c32 --latency`` after a
-short warm-up; prints one table (req/s, p50, p99, proxy CPU µs per request,
-peak RSS, strangler/nginx ratio, added p50 vs direct). Then streams 1 GiB up
-and 1 GiB down through a fresh strangler and reports its RSS growth, and puts
-strangler in front of the real Django monolith. Every process is stopped at
-the end, on Ctrl-C and on SIGTERM. Loopback only.
+``strangler proxy`` to it (with its default transport, and with the proposed
+``_h1_transport``: row ``strangler+h1``); drives each with ``wrk -t1 -c32
+--latency`` after a short warm-up; prints one table (req/s, p50, p99, proxy
+CPU µs per request, peak RSS, strangler/nginx ratio, added p50 vs direct).
+Then streams 1 GiB up and 1 GiB down through a fresh strangler and reports its
+RSS growth, and puts strangler in front of the real Django monolith. Every
+process is stopped at the end, on Ctrl-C and on SIGTERM. Loopback only.
 
     python bench/run.py [--duration 10] [--connections 32]
-                        [--only direct,nginx,strangler,stream,monolith]
+                        [--only direct,nginx,strangler,h1,stream,monolith]
                         [--profile] [--json]
 """
 
@@ -55,6 +56,7 @@ class Row:
     proxy_cpu_us: float | None = None
     upstream_cpu_us: float | None = None
     peak_rss_mib: float | None = None
+    p50_c1_ms: float | None = None
     skipped: str | None = None
 
 
@@ -70,7 +72,7 @@ class Report:
     upstream_probe_rps: dict[str, float] = field(default_factory=dict)
     rows: list[Row] = field(default_factory=list)
     stream: list[dict[str, Any]] = field(default_factory=list)
-    stream_rss: dict[str, float] = field(default_factory=dict)
+    stream_rss: dict[str, dict[str, float]] = field(default_factory=dict)
     stream_skipped: str | None = None
     profiles: dict[str, dict[str, Any]] = field(default_factory=dict)
     derived: dict[str, float] = field(default_factory=dict)
@@ -125,6 +127,10 @@ def measure(
     if upstream is not None:
         spent = procs.cpu_seconds(upstream.pid) - upstream_cpu
         row.upstream_cpu_us = spent / requests * 1e6
+    if args.single:
+        # One connection: the latency a request pays, without queueing.
+        single = wrk.run(url, duration=max(2.0, args.duration / 2), connections=1)
+        row.p50_c1_ms = single.p50 * 1e3
     return row
 
 
@@ -149,12 +155,18 @@ def run_profile(
 
 
 def run_streaming(
-    report: Report, registry: procs.Processes, args: argparse.Namespace
+    report: Report,
+    registry: procs.Processes,
+    args: argparse.Namespace,
+    label: str = "strangler",
 ) -> None:
     """1 GiB up, 1 GiB down through a fresh strangler; its RSS before/after."""
-    up_base = services.python_upstream(registry, "stream-upstream")
-    plan = services.write_plan(registry.workdir / "stream-plan.yaml", up_base)
-    base, proxy = services.strangler(registry, plan, "stream-strangler", "/json")
+    up_base = services.python_upstream(registry, f"stream-upstream-{label}")
+    plan = services.write_plan(registry.workdir / f"stream-{label}.yaml", up_base)
+    transport = "h1" if label == "strangler+h1" else "default"
+    base, proxy = services.strangler(
+        registry, plan, f"stream-{label}", "/json", transport=transport
+    )
     # A few small requests so the baseline includes a warm pool and imports.
     for _ in range(20):
         stream.download(base, 1024)
@@ -166,9 +178,11 @@ def run_streaming(
         stream.upload(base, args.stream_bytes),
         stream.download(base, args.stream_bytes),
     ):
-        report.stream.append(asdict(transfer) | {"mib_per_s": transfer.mib_per_s})
+        extra = {"proxy": label, "mib_per_s": transfer.mib_per_s}
+        report.stream.append(asdict(transfer) | extra)
     hwm_after = procs.memory_kib(proxy.pid)
-    report.stream_rss = {
+    registry.stop(proxy)
+    report.stream_rss[label] = {
         "rss_before_mib": rss_before / 1024,
         "hwm_before_mib": hwm_before / 1024,
         "hwm_after_mib": hwm_after / 1024,
@@ -213,7 +227,7 @@ def run(args: argparse.Namespace, registry: procs.Processes) -> Report:
         connections=args.connections,
     )
     only = args.only_set
-    if only & {"direct", "nginx", "strangler"}:
+    if only & {"direct", "nginx", "strangler", "h1"}:
         kind, up_base, up_child, probe = services.fastest_upstream(
             registry, args.upstream, args.connections
         )
@@ -261,10 +275,12 @@ def run(args: argparse.Namespace, registry: procs.Processes) -> Report:
                 registry.stop(h1_child)
         registry.stop(up_child)
     if "stream" in only:
-        try:
-            run_streaming(report, registry, args)
-        except RuntimeError as exc:
-            report.stream_skipped = short(exc)
+        labels = ["strangler", "strangler+h1"] if "h1" in only else ["strangler"]
+        for label in labels:
+            try:
+                run_streaming(report, registry, args, label)
+            except RuntimeError as exc:
+                report.stream_skipped = short(exc)
     if "monolith" in only:
         run_monolith(report, registry, args)
     derive(report)
@@ -274,28 +290,30 @@ def run(args: argparse.Namespace, registry: procs.Processes) -> Report:
 def derive(report: Report) -> None:
     """Ratios and deltas between rows (only those both rows allow)."""
     rows = {r.name: r for r in report.rows if r.skipped is None}
-    direct, ng, st = rows.get("direct"), rows.get("nginx"), rows.get("strangler")
-    if ng and st and ng.rps:
-        report.derived["throughput_ratio_vs_nginx"] = st.rps / ng.rps
-    if direct and st:
-        report.derived["added_p50_ms"] = st.p50_ms - direct.p50_ms
+    direct, ng = rows.get("direct"), rows.get("nginx")
+    out = report.derived
     if direct and ng:
-        report.derived["nginx_added_p50_ms"] = ng.p50_ms - direct.p50_ms
-    if st and st.proxy_cpu_us is not None:
-        report.derived["proxy_cpu_us_per_request"] = st.proxy_cpu_us
-    h1 = rows.get("strangler+h1")
-    if h1 and ng and ng.rps:
-        report.derived["h1_throughput_ratio_vs_nginx"] = h1.rps / ng.rps
-    if h1 and direct:
-        report.derived["h1_added_p50_ms"] = h1.p50_ms - direct.p50_ms
-    if h1 and h1.proxy_cpu_us is not None:
-        report.derived["h1_proxy_cpu_us_per_request"] = h1.proxy_cpu_us
-    if report.stream_rss:
-        report.derived["stream_rss_growth_mib"] = report.stream_rss["growth_mib"]
+        out["nginx_added_p50_ms"] = ng.p50_ms - direct.p50_ms
+    for prefix, name in (("", "strangler"), ("h1_", "strangler+h1")):
+        row = rows.get(name)
+        if row is None:
+            continue
+        if ng and ng.rps:
+            out[f"{prefix}throughput_ratio_vs_nginx"] = row.rps / ng.rps
+        if row.proxy_cpu_us is not None:
+            out[f"{prefix}proxy_cpu_us_per_request"] = row.proxy_cpu_us
+        if direct:
+            out[f"{prefix}added_p50_ms"] = row.p50_ms - direct.p50_ms
+            if row.p50_c1_ms is not None and direct.p50_c1_ms is not None:
+                out[f"{prefix}added_p50_c1_ms"] = row.p50_c1_ms - direct.p50_c1_ms
+    for label, prefix in (("strangler", ""), ("strangler+h1", "h1_")):
+        if label in report.stream_rss:
+            growth = report.stream_rss[label]["growth_mib"]
+            out[f"{prefix}stream_rss_growth_mib"] = growth
     mono, mono_st = rows.get("monolith direct"), rows.get("monolith via strangler")
     if mono and mono_st and mono.rps:
-        report.derived["monolith_throughput_ratio"] = mono_st.rps / mono.rps
-        report.derived["monolith_added_p50_ms"] = mono_st.p50_ms - mono.p50_ms
+        out["monolith_throughput_ratio"] = mono_st.rps / mono.rps
+        out["monolith_added_p50_ms"] = mono_st.p50_ms - mono.p50_ms
 
 
 def verdict(key: str, value: float) -> str:
@@ -329,8 +347,10 @@ def render(report: Report) -> str:
         ),
         "",
         f"{'target':<24}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}"
-        f"{'proxy CPU':>11}{'upstr CPU':>11}{'peak RSS':>10}{'errors':>8}",
-        f"{'':<24}{'':>10}{'':>9}{'':>9}{'µs/req':>11}{'µs/req':>11}{'MiB':>10}",
+        f"{'proxy CPU':>11}{'upstr CPU':>11}{'peak RSS':>10}{'errors':>8}"
+        f"{'p50 -c1':>9}",
+        f"{'':<24}{'':>10}{'':>9}{'':>9}{'µs/req':>11}{'µs/req':>11}{'MiB':>10}"
+        f"{'':>8}{'ms':>9}",
     ]
     for r in report.rows:
         if r.skipped:
@@ -340,6 +360,7 @@ def render(report: Report) -> str:
             f"{r.name:<24}{r.rps:>10,.0f}{r.p50_ms:>9.2f}{r.p99_ms:>9.2f}"
             f"{_fmt(r.proxy_cpu_us, '.0f'):>11}{_fmt(r.upstream_cpu_us, '.1f'):>11}"
             f"{_fmt(r.peak_rss_mib, '.1f'):>10}{r.errors:>8}"
+            f"{_fmt(r.p50_c1_ms, '.3f'):>9}"
         )
     if report.stream or report.stream_skipped:
         lines.append("")
@@ -348,14 +369,13 @@ def render(report: Report) -> str:
         for t in report.stream:
             status = "ok" if t["ok"] else "FAILED"
             lines.append(
-                f"streaming {t['direction']:<8} {t['size'] / 2**30:.2f} GiB "
+                f"{t['proxy']:<13} {t['direction']:<8} {t['size'] / 2**30:.2f} GiB "
                 f"in {t['seconds']:.1f}s ({t['mib_per_s']:.0f} MiB/s), "
                 f"HTTP {t['status']}, {status}: {t['detail']}"
             )
-        if report.stream_rss:
-            s = report.stream_rss
+        for label, s in report.stream_rss.items():
             lines.append(
-                f"strangler RSS: {s['rss_before_mib']:.1f} MiB before, peak "
+                f"{label} RSS: {s['rss_before_mib']:.1f} MiB before, peak "
                 f"{s['hwm_after_mib']:.1f} MiB after -> growth "
                 f"{s['growth_mib']:.1f} MiB"
                 + ("" if s["peak_reset"] else " (VmHWM could not be reset)")
@@ -412,6 +432,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--monolith-path", default="/api/products/")
     parser.add_argument(
         "--profile", action="store_true", help="py-spy the strangler row (extra run)"
+    )
+    parser.add_argument(
+        "--no-single",
+        dest="single",
+        action="store_false",
+        help="skip the one-connection latency run of each row",
     )
     parser.add_argument("--json", action="store_true", help="also print JSON")
     args = parser.parse_args(argv)

@@ -115,7 +115,6 @@ def strangler(
         "STRANGLER_ADMIN_PORT": str(procs.free_port()),
         "STRANGLER_ADMIN_TOKEN_FILE": str(registry.workdir / f"{name}-token"),
         "STRANGLER_ACCESS_LOG": "0",
-        "STRANGLER_WATCH": "0",
         "STRANGLER_LOG_LEVEL": "warning",
     }
     if transport == "h1":

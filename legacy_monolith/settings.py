@@ -62,6 +62,7 @@ INSTALLED_APPS = [
     "legacy_monolith.accounts",
     "legacy_monolith.catalog",
     "legacy_monolith.inventory",
+    "legacy_monolith.outbox",
     # MONOLITH-B: orders, payments and storefront apps go below this line.
     "legacy_monolith.orders",
     "legacy_monolith.payments",

@@ -28,6 +28,17 @@ _SKIP_AUTO_HEADERS = frozenset(
 # Idle pooled connections are dropped before uvicorn's default 5 s keep-alive
 # closes them from the other side, to keep stale-connection races rare.
 _KEEPALIVE = 4.0
+_MAX_FIELD = 64 * 1024
+_MAX_HEADERS = 512
+
+
+def _text(value: bytes) -> str:
+    # aiohttp encodes header values as UTF-8: decoding UTF-8 here sends the
+    # client's bytes unchanged; only invalid UTF-8 falls back to latin-1.
+    try:
+        return value.decode("utf-8")
+    except UnicodeDecodeError:
+        return value.decode("latin-1")
 
 
 class _Response:
@@ -57,7 +68,8 @@ class _Response:
         self._complete = True
 
     async def aclose(self) -> None:
-        if self._complete:
+        # HEAD, 204 and 304 have no body to read: their connection is reusable.
+        if self._complete or self._response.content.is_eof():
             self._response.release()
         else:
             # Closing (not releasing) a half-read response drops its socket, so
@@ -86,6 +98,11 @@ class AiohttpTransport:
             skip_auto_headers=_SKIP_AUTO_HEADERS,
             timeout=aiohttp.ClientTimeout(total=None),
             trust_env=False,
+            # aiohttp's defaults (8 KiB lines, 128 headers) would turn a
+            # legitimate large response header (CSP, cookies) into a 502.
+            max_line_size=_MAX_FIELD,
+            max_field_size=_MAX_FIELD,
+            max_headers=_MAX_HEADERS,
         )
         # aiohttp silently resends an idempotent request once when a pooled
         # connection fails; retries are the route policy's decision (and are
@@ -118,7 +135,7 @@ class AiohttpTransport:
         session = self._session or self._open()
         url = URL(self.base_url + target, encoded=True)
         request_headers: CIMultiDict[str] = CIMultiDict(
-            (k.decode("latin-1"), v.decode("latin-1")) for k, v in headers
+            (k.decode("latin-1"), _text(v)) for k, v in headers
         )
         try:
             response = await session.request(

@@ -21,14 +21,16 @@ The result of every request is a :class:`~strangler_proxy.records.RequestRecord`
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import ClassVar
 
 from .errors import ProxyError, bad_request, error_for_exception, send_error
 from .exceptions import UpstreamError, UpstreamTimeout, UpstreamUnavailable
 from .headers import (
     RequestHeaders,
+    client_facing,
     new_request_id,
     parse_cookies,
     parse_request_headers,
@@ -57,6 +59,8 @@ __all__ = [
     "UpstreamDown",
     "forward",
 ]
+
+logger = logging.getLogger("strangler.proxy")
 
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"})
 REPLAY_LIMIT = 64 * 1024
@@ -109,6 +113,7 @@ class RequestBody:
         "consumed",
         "buffered",
         "error",
+        "on_complete",
     )
 
     def __init__(
@@ -123,6 +128,7 @@ class RequestBody:
         self.consumed = False
         self.buffered: bytes | None = b"" if not has_body else None
         self.error: ProxyError | None = None
+        self.on_complete: Callable[[], None] | None = None
 
     @property
     def replayable(self) -> bool:
@@ -154,6 +160,8 @@ class RequestBody:
             raise self.error
         if not message.get("more_body", False):
             self.complete = True
+            if self.on_complete is not None:
+                self.on_complete()
         return chunk
 
     async def prefetch(self, limit: int) -> None:
@@ -328,11 +336,7 @@ async def forward(
 
 
 def _log_internal(exc: BaseException) -> None:
-    import logging
-
-    logging.getLogger("strangler.proxy").error(
-        "unexpected error while forwarding", exc_info=exc
-    )
+    logger.error("unexpected error while forwarding", exc_info=exc)
 
 
 async def _forward(
@@ -368,6 +372,9 @@ async def _forward(
     except PathError as exc:
         raise bad_request(str(exc)) from None
     ex.path = target.path
+    if target.raw_path == b"*":
+        await _answer_server_options(ex, send, policy.request_id_header)
+        return
     length = request.content_length
     if length is not None and length > limits.max_body:
         raise _too_large()
@@ -398,12 +405,22 @@ async def _forward(
     budget = runtime.retry_budget
     budget.request_started()
     task = asyncio.current_task()
-    watcher: asyncio.Task[bool] | None = None
-    if body.complete and task is not None:
+    watchers: list[asyncio.Task[bool]] = []
+
+    def watch() -> None:
         # uvicorn does not cancel the app when the client goes away; this
         # watcher does, so a hung upstream request is dropped with its client.
+        # It can only start once the body is read: both would call receive().
+        if task is None or ex.done:
+            return
         watcher = asyncio.get_running_loop().create_task(_watch(receive))
         watcher.add_done_callback(lambda w: _client_gone(w, ex, task))
+        watchers.append(watcher)
+
+    if body.complete:
+        watch()
+    else:
+        body.on_complete = watch
     try:
         await _serve(runtime, ex, scope, send, request, target, resolved, body)
     except asyncio.CancelledError:
@@ -415,9 +432,26 @@ async def _forward(
         ) from None
     finally:
         ex.done = True
-        if watcher is not None:
+        for watcher in watchers:
             watcher.cancel()
         budget.request_finished()
+
+
+async def _answer_server_options(ex: _Exchange, send: Send, id_header: bytes) -> None:
+    # ``OPTIONS *`` asks about the server, not a resource: the proxy is the
+    # server the client talks to, so it answers (RFC 9110 §9.3.7).
+    ex.status = 204
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 204,
+            "headers": [
+                (b"allow", b"GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS"),
+                (id_header, ex.request_id.encode("ascii")),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": b""})
 
 
 async def _watch(receive: Receive) -> bool:
@@ -457,6 +491,11 @@ async def _serve(
         route.timeouts if route is not None else None, primary.config.timeouts
     )
     ex.upstream, ex.side = primary.name, resolved.side
+    if timeouts.total is None:
+        await _serve_within(
+            runtime, ex, scope, send, request, target, resolved, body, timeouts
+        )
+        return
     try:
         async with asyncio.timeout(timeouts.total):
             await _serve_within(
@@ -694,14 +733,19 @@ async def _relay(
     length = _content_length(response.headers)
     keep_length = length is not None and status >= 200 and status not in (204, 304)
     upstream = lease.upstream
-    client_host = request.host if request.host is not None else upstream.host_header
-    scheme: str = scope.get("scheme", "http")
+    policy = runtime.policy
+    client_origin = client_host = b""
+    if policy.rewrite_location or policy.rewrite_cookies:
+        scheme, client_host = client_facing(
+            request, policy, scope.get("scheme", "http"), upstream.host_header
+        )
+        client_origin = scheme + b"://" + client_host
     headers = response_headers(
         response.headers,
-        runtime.policy,
+        policy,
         request_id=ex.request_id,
         upstream_origin=upstream.origin,
-        client_origin=scheme.encode() + b"://" + client_host,
+        client_origin=client_origin,
         upstream_hostname=upstream.hostname,
         client_hostname=_hostname(client_host),
         keep_length=keep_length,

@@ -23,17 +23,19 @@ rewritten from the upstream's origin to the one the client used.
 
 from __future__ import annotations
 
+import random
 import re
-import secrets
 from dataclasses import dataclass, field
 
-from .errors import ProxyError, bad_request
+from .errors import bad_request
 from .plan import ProxyConfig
 
 __all__ = [
     "HOP_BY_HOP",
     "HeaderPolicy",
     "RequestHeaders",
+    "client_facing",
+    "new_request_id",
     "parse_cookies",
     "parse_request_headers",
     "response_headers",
@@ -69,6 +71,7 @@ _REPLACED = frozenset(
 _REQUEST_ID = re.compile(rb"^[A-Za-z0-9._:@/+=-]{1,128}$")
 _TOKEN = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
 _DIGITS = re.compile(rb"^[0-9]{1,18}$")
+_random_bits = random.Random().getrandbits
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,8 +192,12 @@ def parse_request_headers(
 
 
 def new_request_id() -> str:
-    """A fresh request id (32 hex digits)."""
-    return secrets.token_hex(16)
+    """A fresh request id (32 hex digits).
+
+    Ids correlate logs; they are not secrets, so the fast non-cryptographic
+    generator is enough (``os.urandom`` is a syscall per request).
+    """
+    return f"{_random_bits(128):032x}"
 
 
 def upstream_request_headers(
@@ -222,6 +229,21 @@ def upstream_request_headers(
     headers.append((b"via", b", ".join([*request.via, policy.via])))
     headers.append((policy.request_id_header, request_id.encode("ascii")))
     return headers
+
+
+def client_facing(
+    request: RequestHeaders, policy: HeaderPolicy, scheme: str, fallback_host: bytes
+) -> tuple[bytes, bytes]:
+    """(scheme, host) the client used: from trusted proxies' X-Forwarded-Proto
+    and -Host when ``trusted_hops`` > 0, else from this connection."""
+    hops = policy.trusted_hops
+    proto = _last_entries(request.xfp, hops)[-1:] if hops else []
+    host = _last_entries(request.xfh, hops)[-1:] if hops else []
+    client_host = request.host if request.host is not None else fallback_host
+    return (
+        proto[0] if proto else scheme.encode("latin-1"),
+        host[0] if host else client_host,
+    )
 
 
 def _last_entries(values: list[bytes], count: int) -> list[bytes]:
@@ -346,15 +368,3 @@ def _rewrite_cookie(
         return match.group(0)
 
     return _DOMAIN.sub(replace, value)
-
-
-def error_headers_size_check(request: RequestHeaders, limit: int) -> None:
-    """Raise 431 when the request's headers exceed ``limit`` bytes."""
-    if request.size > limit:
-        raise ProxyError(
-            431,
-            "headers_too_large",
-            "request headers are too large",
-            kind="header_too_large",
-            close=True,
-        )

@@ -14,20 +14,17 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 import orjson
 
 from .exceptions import PlanError
 from .headers import HeaderPolicy
+from .health import HealthChecker
 from .plan import Plan, Timeouts, UpstreamConfig, version_hash
 from .resilience import Bulkhead, CircuitBreaker, RetryBudget
 from .routing import Router
 from .transport import Transport, TransportFactory, create_transport
-
-if TYPE_CHECKING:
-    from .health import HealthChecker
 
 __all__ = [
     "DEFAULT_CONNECT_TIMEOUT",
@@ -41,6 +38,7 @@ logger = logging.getLogger("strangler.proxy")
 
 DEFAULT_CONNECT_TIMEOUT = 2.0
 DEFAULT_READ_TIMEOUT = 30.0
+_UNSET = Timeouts()
 
 
 @dataclass(eq=False)
@@ -75,8 +73,6 @@ class UpstreamRuntime:
             )
         health = None
         if config.health is not None:
-            from .health import HealthChecker
-
             health = HealthChecker(name, config.url, config.health)
         return cls(
             name=name,
@@ -126,7 +122,7 @@ class ResolvedTimeouts:
 
 def resolve_timeouts(route: Timeouts | None, upstream: Timeouts) -> ResolvedTimeouts:
     """Route settings win over upstream settings, which win over the defaults."""
-    r = route or Timeouts()
+    r = route or _UNSET
     connect = r.connect if r.connect is not None else upstream.connect
     read = r.read if r.read is not None else upstream.read
     total = r.total if r.total is not None else upstream.total
@@ -264,11 +260,12 @@ def plan_hash(plan: Plan) -> str:
     return version_hash(data)
 
 
-@dataclass(eq=False)
 class RuntimeHolder:
     """The runtime new requests use; swapped atomically on reload."""
 
-    current: Runtime
+    def __init__(self, current: Runtime) -> None:
+        self.current = current
+        self._retired: list[Runtime] = []
 
     def acquire(self) -> Runtime:
         """The current runtime, counted as in use until :meth:`Runtime.release`."""
@@ -282,9 +279,13 @@ class RuntimeHolder:
         if new is old:
             return old
         self.current = new
+        self._retired = [r for r in self._retired if not r.closed]
+        self._retired.append(old)
         old.retire()
         return old
 
     async def aclose(self) -> None:
-        """Close the current runtime (at shutdown)."""
-        await self.current.aclose()
+        """Close the current runtime and any replaced one still open (shutdown)."""
+        for runtime in [*self._retired, self.current]:
+            await runtime.aclose()
+        self._retired.clear()

@@ -14,6 +14,8 @@ goes into ``RequestRecord.error`` and decides whether a retry is allowed.
 
 from __future__ import annotations
 
+import importlib
+import os
 from collections.abc import AsyncIterable, AsyncIterator, Callable
 from typing import ClassVar, Protocol
 
@@ -109,7 +111,13 @@ TransportFactory = Callable[[str, str], Transport]
 
 
 def create_transport(name: str, base_url: str) -> Transport:
-    """The default transport (aiohttp) for one upstream."""
+    """The transport for one upstream: aiohttp unless ``STRANGLER_TRANSPORT``
+    names another factory as ``module:callable`` (for measurements)."""
+    spec = os.environ.get("STRANGLER_TRANSPORT", "")
+    if spec and spec != "aiohttp":
+        module_name, _, attr = spec.partition(":")
+        factory: TransportFactory = getattr(importlib.import_module(module_name), attr)
+        return factory(name, base_url)
     from ._aiohttp_transport import AiohttpTransport
 
     return AiohttpTransport(name, base_url)

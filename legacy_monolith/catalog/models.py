@@ -4,9 +4,13 @@ from __future__ import annotations
 
 from django.db import models
 
+from ..outbox.recording import RecordsEvents
 
-class Category(models.Model):
+
+class Category(RecordsEvents):
     """A shelf of the shop; products belong to exactly one."""
+
+    outbox_aggregate = "catalog.category"
 
     name = models.CharField(max_length=100)
     slug = models.SlugField(max_length=100, unique=True)
@@ -20,8 +24,10 @@ class Category(models.Model):
         return self.name
 
 
-class Product(models.Model):
+class Product(RecordsEvents):
     """Something the shop sells. Prices are exact decimals in ``currency``."""
+
+    outbox_aggregate = "catalog.product"
 
     sku = models.CharField("SKU", max_length=32, unique=True)
     slug = models.SlugField(max_length=200, unique=True)

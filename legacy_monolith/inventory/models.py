@@ -5,10 +5,13 @@ from __future__ import annotations
 from django.db import models
 
 from ..catalog.models import Product
+from ..outbox.recording import RecordsEvents
 
 
-class Warehouse(models.Model):
+class Warehouse(RecordsEvents):
     """A place stock is kept, identified by a short ``code`` such as ``AMS``."""
+
+    outbox_aggregate = "inventory.warehouse"
 
     code = models.CharField(max_length=16, unique=True)
     name = models.CharField(max_length=100)
@@ -20,12 +23,14 @@ class Warehouse(models.Model):
         return f"{self.code} ({self.name})"
 
 
-class StockLevel(models.Model):
+class StockLevel(RecordsEvents):
     """How much of one product one warehouse holds.
 
     ``reserved`` units are promised to orders not yet shipped; ``available`` is
     what can still be promised.
     """
+
+    outbox_aggregate = "inventory.stock"
 
     product = models.ForeignKey(
         Product, on_delete=models.CASCADE, related_name="stock_levels"

@@ -9,6 +9,7 @@ result separates regressions from noise.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from functools import lru_cache
 from typing import Any
 
 import orjson
@@ -24,6 +25,7 @@ __all__ = ["Comparator", "is_json"]
 _UNPARSED = object()
 
 
+@lru_cache(maxsize=256)
 def is_json(content_type: str) -> bool:
     """Whether a content type is JSON (``application/json``, ``*/*+json``)."""
     media = content_type.partition(";")[0].strip().lower()
@@ -94,7 +96,7 @@ class Comparator:
                     d.group for d in self.differences(legacy, legacy_again)
                 )
                 self.noise.observe(direct)
-        except Exception as exc:  # noqa: BLE001 - a comparison must not raise
+        except Exception as exc:  # a comparison must never fail the caller
             return ParityResult.failed(f"comparison failed: {exc!r}")
         if not found:
             return ParityResult(matched=True)
@@ -105,7 +107,9 @@ class Comparator:
                 noise.append(difference)
             else:
                 regressions.append(difference)
-        return ParityResult(matched=not regressions, differences=regressions, noise=noise)
+        return ParityResult(
+            matched=not regressions, differences=regressions, noise=noise
+        )
 
     def _same(self, legacy: ResponseSnapshot, service: ResponseSnapshot) -> bool:
         if legacy.body != service.body or legacy.status != service.status:
@@ -133,9 +137,9 @@ class Comparator:
     ) -> None:
         for name in self._headers:
             a, b = lh.get(name), sh.get(name)
-            if name == "content-type":
-                a, b = _content_type(a), _content_type(b)
             if a == b:
+                continue
+            if name == "content-type" and _content_type(a) == _content_type(b):
                 continue
             path = f"headers.{name}"
             if b is None:

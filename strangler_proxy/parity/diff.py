@@ -21,7 +21,7 @@ from .config import ParityConfig
 from .normalise import UNCHANGED, Normaliser, normaliser
 from .paths import MatchState, PathMatcher, Pattern, Segment, format_path, group_path
 from .paths import parse_pattern as _pattern
-from .result import DiffKind, Difference
+from .result import Difference, DiffKind
 
 __all__ = ["Differ", "NodeRules", "json_type", "text_difference"]
 
@@ -35,6 +35,9 @@ _JSON_TYPES: dict[type, str] = {
     type(None): "null",
 }
 _NUMBERS = (int, float)
+# Element pairs compared one by one when unordered arrays need tolerance to
+# pair elements; past it, unpaired elements are reported as they are.
+_PAIRWISE_BUDGET = 10_000
 _MISSING = object()
 
 
@@ -52,6 +55,7 @@ class NodeRules:
     key: str | None = None
     tolerance: tuple[float, float] | None = None
     normalise: Normaliser | None = None
+    active: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,7 +80,8 @@ def _combine(rules: tuple[_Rule, ...]) -> NodeRules:
             tolerance = rule.tolerance
         elif rule.kind == "normalise" and normalise is None:
             normalise = rule.normalise
-    return NodeRules(ignore, unordered, key, tolerance, normalise)
+    active = bool(rules)
+    return NodeRules(ignore, unordered, key, tolerance, normalise, active)
 
 
 def _identical(a: Any, b: Any) -> bool:
@@ -92,6 +97,12 @@ def _identical(a: Any, b: Any) -> bool:
         except TypeError:
             return False
     return bool(a == b)
+
+
+def _element_key(value: Any) -> object:
+    # Ids are strings or integers: hash them as they are (bools are not ids).
+    kind = type(value)
+    return value if kind is str or kind is int else _sort_key(value)
 
 
 def _sort_key(value: Any) -> bytes:
@@ -142,7 +153,7 @@ class Differ:
     ) -> None:
         """Append to ``out`` every difference between ``a`` (legacy) and ``b``."""
         tolerance = self.default_tolerance
-        if state is not None:
+        if state is not None and state.value.active:
             rules = state.value
             if rules.ignore:
                 return
@@ -196,9 +207,18 @@ class Differ:
                 child = step(state, key)
                 if child is None or not child.value.ignore:
                     out.append(_difference((*path, key), "missing", va, None))
-            elif not _identical(va, vb):
-                self.diff(va, vb, (*path, key), step(state, key), out)
-        if len(b) > len(a) or any(k not in a for k in b):
+                continue
+            ta = type(va)
+            # Inlined _identical for the common case: scalars of one type.
+            if ta is type(vb) and ta is not dict and ta is not list:
+                if va == vb:
+                    continue
+            elif _identical(va, vb):
+                continue
+            child = step(state, key)
+            if child is None or not child.value.ignore:
+                self.diff(va, vb, (*path, key), child, out)
+        if len(b) != len(a) or b.keys() != a.keys():
             for key, vb in b.items():
                 if key not in a:
                     child = step(state, key)
@@ -206,7 +226,12 @@ class Differ:
                         out.append(_difference((*path, key), "extra", None, vb))
 
     def _diff_array(
-        self, a: list[Any], b: list[Any], path: Path, state: State, out: list[Difference]
+        self,
+        a: list[Any],
+        b: list[Any],
+        path: Path,
+        state: State,
+        out: list[Difference],
     ) -> None:
         step = self._step
         common = min(len(a), len(b))
@@ -245,16 +270,16 @@ class Differ:
         left = list(range(len(a)))
         right = list(range(len(b)))
         if key is not None:
-            by_key: dict[bytes, list[int]] = {}
+            by_key: dict[object, list[int]] = {}
             for j in right:
                 if isinstance(b[j], dict) and key in b[j]:
-                    by_key.setdefault(_sort_key(b[j][key]), []).append(j)
+                    by_key.setdefault(_element_key(b[j][key]), []).append(j)
             unkeyed_left: list[int] = []
             paired: set[int] = set()
             for i in left:
                 ea = a[i]
                 candidates = (
-                    by_key.get(_sort_key(ea[key]))
+                    by_key.get(_element_key(ea[key]))
                     if isinstance(ea, dict) and key in ea
                     else None
                 )
@@ -267,29 +292,86 @@ class Differ:
                     unkeyed_left.append(i)
             left = unkeyed_left
             right = [j for j in right if j not in paired]
-        # Whole-element matching: exact first (hashing), then under the rules.
+            if not left and not right:
+                return
+        # Whole-element matching: elements are bucketed by a canonical form
+        # under the rules (ignored members left out, normalised values
+        # replaced), so matching is linear; only what tolerance may still pair
+        # is compared pairwise, within a budget.
         buckets: dict[bytes, list[int]] = {}
         for j in right:
-            buckets.setdefault(_sort_key(b[j]), []).append(j)
+            buckets.setdefault(self._canonical_key(b[j], step(state, j)), []).append(j)
         unmatched: list[int] = []
         taken: set[int] = set()
         for i in left:
-            bucket = buckets.get(_sort_key(a[i]))
-            if bucket:
-                taken.add(bucket.pop(0))
+            child = step(state, i)
+            bucket = buckets.get(self._canonical_key(a[i], child)) or []
+            for n, j in enumerate(bucket):
+                if self.equal(a[i], b[j], (*path, i), child):
+                    taken.add(j)
+                    del bucket[n]
+                    break
             else:
                 unmatched.append(i)
         rest = [j for j in right if j not in taken]
+        budget = _PAIRWISE_BUDGET
         for i in unmatched:
             child = step(state, i)
             for n, j in enumerate(rest):
+                budget -= 1
+                if budget < 0:
+                    break
                 if self.equal(a[i], b[j], (*path, i), child):
                     del rest[n]
                     break
             else:
                 self._report(path, i, "missing", a[i], None, child, out)
+                continue
+            if budget < 0:
+                self._report(path, i, "missing", a[i], None, child, out)
         for j in rest:
             self._report(path, j, "extra", None, b[j], step(state, j), out)
+
+    def _canonical_key(self, value: Any, state: State) -> bytes:
+        try:
+            return orjson.dumps(
+                self._canonical(value, state), option=orjson.OPT_SORT_KEYS
+            )
+        except TypeError:
+            return repr(value).encode()
+
+    def _canonical(self, value: Any, state: State) -> Any:
+        if state is not None and state.value.active:
+            rules = state.value
+            if rules.normalise is not None:
+                normal = rules.normalise(value)
+                if normal is not UNCHANGED:
+                    return {"\x00normal": repr(normal)}
+            if rules.unordered and type(value) is list:
+                step = self._step
+                return sorted(
+                    self._canonical_key(item, step(state, i)).decode()
+                    for i, item in enumerate(value)
+                )
+        kind = type(value)
+        if kind is dict:
+            step = self._step
+            out = {}
+            for key, item in value.items():
+                child = step(state, key)
+                if child is None or not child.value.ignore:
+                    out[key] = self._canonical(item, child)
+            return out
+        if kind is list:
+            step = self._step
+            return [
+                self._canonical(item, child)
+                for i, item in enumerate(value)
+                if (child := step(state, i)) is None or not child.value.ignore
+            ]
+        if kind is int and -(2**53) < value < 2**53:
+            return float(value)  # 1 and 1.0 are one JSON number
+        return value
 
 
 def _difference(path: Path, kind: DiffKind, legacy: Any, service: Any) -> Difference:
@@ -345,4 +427,3 @@ def text_difference(legacy: bytes, service: bytes) -> Difference | None:
     return Difference(
         "body", "changed", _clip(first_a), _clip(first_b), detail=detail[:_DETAIL]
     )
-

@@ -17,6 +17,8 @@ UNCHANGED: Final = object()
 Normaliser = Callable[[Any], Any]
 
 _TRUNCATE = {"m": 60_000_000, "s": 1_000_000, "ms": 1_000, "us": 1}
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_NAIVE_EPOCH = datetime(1970, 1, 1)
 
 
 def _timestamp(precision: str) -> Normaliser:
@@ -29,24 +31,26 @@ def _timestamp(precision: str) -> Normaliser:
             moment = datetime.fromisoformat(value)
         except ValueError:
             return UNCHANGED
-        if moment.tzinfo is not None:
-            # "Z" and "+00:00" (and "+02:00" for the same instant) are equal.
-            moment = moment.astimezone(UTC)
-        if step == 60_000_000:
-            moment = moment.replace(second=0, microsecond=0)
-        else:
-            micro = moment.microsecond
-            moment = moment.replace(microsecond=micro - micro % step)
-        return moment
+        # Microseconds since the epoch, truncated: "Z", "+00:00" and "+02:00"
+        # for the same instant are equal. Naive times only equal naive times.
+        aware = moment.tzinfo is not None
+        since = moment - (_EPOCH if aware else _NAIVE_EPOCH)
+        micros = (since.days * 86_400 + since.seconds) * 1_000_000 + since.microseconds
+        return aware, micros // step
 
     return normalise
 
 
 def _decimal(value: Any) -> Any:
-    if isinstance(value, bool) or not isinstance(value, int | float | str):
-        return UNCHANGED
+    kind = type(value)
     try:
-        number = Decimal(str(value).strip())
+        if kind is str or kind is int:
+            # Decimal() itself ignores surrounding whitespace.
+            number = Decimal(value)
+        elif kind is float:
+            number = Decimal(repr(value))
+        else:
+            return UNCHANGED
     except InvalidOperation:
         return UNCHANGED
     return number if number.is_finite() else UNCHANGED

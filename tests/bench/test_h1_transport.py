@@ -44,6 +44,51 @@ def make_transport(request: pytest.FixtureRequest) -> Callable[[str], Transport]
     return lambda base: H1Transport("up", base)
 
 
+Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+
+
+class Listener:
+    """``asyncio.start_server`` that also waits for its connection handlers on
+    ``stop`` (Python 3.11's ``wait_closed`` does not), so no socket outlives
+    the test's event loop."""
+
+    def __init__(self, handler: Handler) -> None:
+        self.handler = handler
+        self.tasks: set[asyncio.Task[None]] = set()
+        self.server: asyncio.Server | None = None
+        self.url = ""
+
+    async def _handle(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self.tasks.add(task)  # type: ignore[arg-type]
+        try:
+            await self.handler(reader, writer)
+        finally:
+            writer.close()
+            try:
+                await writer.wait_closed()
+            except ConnectionError:
+                pass
+
+    async def start(self) -> Listener:
+        self.server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
+        self.url = f"http://127.0.0.1:{self.server.sockets[0].getsockname()[1]}"
+        return self
+
+    async def stop(self) -> None:
+        assert self.server is not None
+        self.server.close()
+        await self.server.wait_closed()
+        if self.tasks:
+            _, pending = await asyncio.wait(self.tasks, timeout=5)
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+
+
 @dataclass
 class Upstream:
     """A scripted HTTP/1.1 server; records requests and connections."""
@@ -91,26 +136,22 @@ class Upstream:
                 conn = h11.Connection(h11.SERVER)
         except ConnectionError:
             pass  # the client hung up: part of several tests
-        finally:
-            writer.close()
 
 
 @pytest.fixture
 async def serve() -> AsyncIterator[Callable[..., Awaitable[Upstream]]]:
-    servers: list[asyncio.Server] = []
+    listeners: list[Listener] = []
 
     async def start(reply: Reply, close_after: bool = False) -> Upstream:
         upstream = Upstream(reply, close_after)
-        server = await asyncio.start_server(upstream.handle, "127.0.0.1", 0)
-        servers.append(server)
-        port = server.sockets[0].getsockname()[1]
-        upstream.base = f"http://127.0.0.1:{port}"
+        listener = await Listener(upstream.handle).start()
+        listeners.append(listener)
+        upstream.base = listener.url
         return upstream
 
     yield start
-    for server in servers:
-        server.close()
-        await server.wait_closed()
+    for listener in listeners:
+        await listener.stop()
 
 
 def ok(body: bytes = b"hello", extra: bytes = b"") -> bytes:
@@ -301,11 +342,12 @@ async def test_large_body_streams_in_pieces(serve, make_transport) -> None:
 
 
 async def test_connection_refused_is_connect_failed(make_transport) -> None:
-    server = await asyncio.start_server(lambda r, w: None, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
-    server.close()
-    await server.wait_closed()
-    transport = make_transport(f"http://127.0.0.1:{port}")
+    async def nothing(r: asyncio.StreamReader, w: asyncio.StreamWriter) -> None:
+        pass
+
+    listener = await Listener(nothing).start()
+    await listener.stop()
+    transport = make_transport(listener.url)
     try:
         with pytest.raises(ConnectFailed):
             await transport.send("GET", "/", [], None, **TIMEOUTS)
@@ -344,11 +386,9 @@ async def test_silent_upstream_is_read_timeout(make_transport) -> None:
         reader: asyncio.StreamReader, writer: asyncio.StreamWriter
     ) -> None:
         await release.wait()
-        writer.close()
 
-    server = await asyncio.start_server(silent, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
-    transport = make_transport(f"http://127.0.0.1:{port}")
+    listener = await Listener(silent).start()
+    transport = make_transport(listener.url)
     try:
         with pytest.raises(ReadTimeout):
             await transport.send(
@@ -357,8 +397,7 @@ async def test_silent_upstream_is_read_timeout(make_transport) -> None:
     finally:
         release.set()
         await transport.aclose()
-        server.close()
-        await server.wait_closed()
+        await listener.stop()
 
 
 async def test_half_read_response_does_not_return_its_connection(
@@ -377,3 +416,52 @@ async def test_half_read_response_does_not_return_its_connection(
     finally:
         await transport.aclose()
     assert upstream.connections == 2
+
+
+async def test_informational_response_is_skipped(serve, make_transport) -> None:
+    upstream = await serve(lambda req, body: b"HTTP/1.1 100 Continue\r\n\r\n" + ok())
+    transport = make_transport(upstream.base)
+    try:
+        response = await transport.send("POST", "/", [], b"data", **TIMEOUTS)
+        body = b"".join([c async for c in response.aiter_body()])
+        await response.aclose()
+    finally:
+        await transport.aclose()
+    assert (response.status, body) == (200, b"hello")
+
+
+async def test_early_answer_stops_the_upload() -> None:
+    # h1 only: aiohttp sends the whole body before it reads the response, so
+    # an upstream's early 413 reaches the client only after the upload.
+    answered = asyncio.Event()
+
+    async def early(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(
+            b"HTTP/1.1 413 Content Too Large\r\ncontent-length: 3\r\n"
+            b"connection: close\r\n\r\nbig"
+        )
+        await writer.drain()
+        answered.set()
+        # Keep reading (and dropping) so the client is never blocked on a
+        # full socket buffer; a real server would close after a grace period.
+        while await reader.read(65536):
+            pass
+
+    async def endless() -> AsyncIterator[bytes]:
+        await answered.wait()
+        for _ in range(10_000):
+            yield b"x" * 65536
+
+    listener = await Listener(early).start()
+    transport = H1Transport("up", listener.url)
+    try:
+        response = await asyncio.wait_for(
+            transport.send("POST", "/", [], endless(), **TIMEOUTS), 10
+        )
+        body = b"".join([c async for c in response.aiter_body()])
+        await response.aclose()
+    finally:
+        await transport.aclose()
+        await listener.stop()
+    assert (response.status, body) == (413, b"big")

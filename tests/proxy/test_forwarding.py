@@ -11,6 +11,7 @@ import httpx
 import pytest
 
 from strangler_proxy.records import RequestRecord
+from tests.support.faulty import FaultyServer, Respond
 from tests.support.processes import free_port
 from tests.support.proxy import asgi_call, build_plan, open_app, open_proxy
 from tests.support.upstreams import Scripted, ThreadedServer
@@ -422,3 +423,27 @@ class _serving:
 
     def __exit__(self, *exc: object) -> None:
         self.server.stop()
+
+
+async def test_bodyless_responses_keep_the_upstream_connection() -> None:
+    with FaultyServer(default=Respond(204, body=b"")) as upstream:
+        plan = build_plan({"legacy": upstream.url})
+        async with open_app(plan) as app:
+            for method in ["GET", "HEAD"] * 3:
+                assert (await asgi_call(app, method, b"/x")).status == 204
+        # Every exchange reused one pooled connection instead of opening six.
+        assert upstream.hits() == 6
+        assert upstream.connections == 1
+
+
+async def test_unconsumed_large_body_still_falls_back() -> None:
+    legacy_app = Scripted()
+    with _serving(legacy_app) as legacy:
+        plan = _fallback_plan(f"http://127.0.0.1:{free_port()}", legacy.url)
+        records: list[RequestRecord] = []
+        async with open_proxy(plan, records=records) as client:  # type: ignore[arg-type]
+            response = await client.post("/api/upload", content=b"u" * 500_000)
+    # Connecting failed before a byte of the streamed body was read: replayable.
+    assert response.status_code == 200
+    assert records[0].fallback is True
+    assert records[0].request_bytes == 500_000

@@ -345,3 +345,53 @@ async def test_end_to_end_headers_pass_in_order(echo_upstream: ThreadedServer) -
     ]
     assert "user-agent" not in dict(seen)
     assert "accept-encoding" not in dict(seen)
+
+
+@pytest.mark.parametrize("value", ["caf\u00e9 \u2603".encode(), b"caf\xe9"])
+async def test_non_ascii_header_values_pass(
+    echo_upstream: ThreadedServer, value: bytes
+) -> None:
+    response = await _send(echo_upstream, [HOST, (b"x-name", value)])
+    sent = _values(response, "x-name")
+    if value == b"caf\xe9":
+        # Invalid UTF-8 is sent as UTF-8 of its latin-1 reading (aiohttp
+        # encodes header values as UTF-8).
+        assert sent == ["caf\u00e9".encode().decode("latin-1")]
+    else:
+        assert sent == [value.decode("latin-1")]
+
+
+@pytest.mark.parametrize(
+    ("hops", "expected"),
+    [(0, "https://shop.example:8443/next"), (1, "http://front.example/next")],
+)
+async def test_location_rewriting_uses_trusted_forwarded_origin(
+    echo_upstream: ThreadedServer, hops: int, expected: str
+) -> None:
+    response = await _send(
+        echo_upstream,
+        [
+            HOST,
+            (b"x-forwarded-proto", b"http"),
+            (b"x-forwarded-host", b"front.example"),
+        ],
+        path=b"/headers",
+        query=b"h=Location:" + quote(f"{echo_upstream.url}/next").encode(),
+        proxy={"rewrite_location": True, "trusted_hops": hops},
+    )
+    assert response.header("location") == expected
+
+
+async def test_large_response_header_is_relayed(echo_upstream: ThreadedServer) -> None:
+    big = "v" * 20_000
+    response = await _send(
+        echo_upstream,
+        [HOST],
+        path=b"/headers",
+        query=f"h=X-Big:{big}".encode()
+        + b"".join(b"&h=X-N%d:1" % i for i in range(200)),
+        proxy={"limits": {"max_uri": 64 * 1024}},
+    )
+    assert response.status == 200
+    assert response.header("x-big") == big
+    assert response.header("x-n199") == "1"

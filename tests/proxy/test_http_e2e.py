@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from strangler_proxy.plan import Plan
-from tests.support.faulty import FaultyServer, Truncated, TruncatedChunked
+from tests.support.faulty import FaultyServer, Hang, Truncated, TruncatedChunked
 from tests.support.processes import ServerProcess
 from tests.support.proxy import build_plan, proxy_server
 from tests.support.upstreams import ThreadedServer
@@ -29,6 +29,7 @@ def faulty() -> Iterator[FaultyServer]:
         {
             "/faulty/cut": Truncated(promised=1000, sent=10),
             "/faulty/cut-chunked": TruncatedChunked(),
+            "/faulty/hang": Hang(),
         }
     ) as server:
         yield server
@@ -142,7 +143,7 @@ def test_conflicting_framing_is_400(proxy: ServerProcess, framing: bytes) -> Non
 
 @pytest.mark.parametrize(
     "target",
-    [b"/a/../../etc/passwd", b"/x%2Fy", b"/a%00b", b"/a%zz"],
+    [b"/a/../../etc/passwd", b"/x%2Fy", b"/a%00b", b"/a%zz", b"/a\\b"],
 )
 def test_unsafe_targets_are_400(proxy: ServerProcess, target: bytes) -> None:
     response = _exchange(
@@ -204,3 +205,38 @@ def test_head_and_no_content_through_a_real_proxy(proxy: ServerProcess) -> None:
     assert empty.status_code == 204
     assert empty.content == b""
     assert after.text == "status 200"
+
+
+@pytest.mark.parametrize("size", [0, 200_000])
+def test_client_going_away_cancels_the_upstream_request(
+    proxy: ServerProcess, faulty: FaultyServer, size: int
+) -> None:
+    before = faulty.hangs_closed
+    with socket.create_connection(_address(proxy), timeout=10) as sock:
+        sock.sendall(
+            b"POST /faulty/hang HTTP/1.1\r\nHost: s\r\n"
+            + f"Content-Length: {size}\r\n\r\n".encode()
+            + b"z" * size
+        )
+        faulty.wait_for(lambda s: s.hung >= 1)
+    # Streamed (200 kB) or buffered, the proxy drops the upstream request.
+    faulty.wait_for(lambda s: s.hangs_closed > before, timeout=5)
+
+
+def test_absolute_form_is_refused_with_h11(
+    echo_upstream: ThreadedServer, write_plan: Callable[[Plan], Path]
+) -> None:
+    # httptools (uvicorn's default parser) turns an absolute-form target into
+    # origin-form before the app sees it; h11 passes it on, and it is refused.
+    plan_file = write_plan(build_plan({"legacy": echo_upstream.url}))
+    with proxy_server(plan_file, extra_args=["--http", "h11"]) as server:
+        response = _exchange(
+            server,
+            b"GET http://evil.example/x HTTP/1.1\r\nHost: s\r\n"
+            b"Connection: close\r\n\r\n",
+        )
+        ok = _exchange(
+            server, b"GET /x HTTP/1.1\r\nHost: s\r\nConnection: close\r\n\r\n"
+        )
+    assert response.startswith(b"HTTP/1.1 400 ")
+    assert ok.startswith(b"HTTP/1.1 200 ")

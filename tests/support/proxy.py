@@ -71,7 +71,9 @@ def dump_plan(plan: Plan, path: Path) -> Path:
     return path
 
 
-def proxy_server(plan_file: Path, *, port: int | None = None) -> ServerProcess:
+def proxy_server(
+    plan_file: Path, *, port: int | None = None, extra_args: Sequence[str] = ()
+) -> ServerProcess:
     """A real uvicorn process serving the proxy for ``plan_file`` (not started)."""
     port = port or free_port()
     return ServerProcess(
@@ -90,6 +92,7 @@ def proxy_server(plan_file: Path, *, port: int | None = None) -> ServerProcess:
             "--no-date-header",
             "--log-level",
             "warning",
+            *extra_args,
         ],
         f"http://127.0.0.1:{port}/",
         env={"STRANGLER_PLAN": str(plan_file)},

@@ -223,6 +223,7 @@ class Scripted:
         self.statuses = list(statuses)
         self.count = 0
         self.methods: list[str] = []
+        self.paths: list[str] = []
         self.hold = hold
         self.arrived = threading.Event()
         self._released = threading.Event()
@@ -237,6 +238,7 @@ class Scripted:
             return
         self.count += 1
         self.methods.append(scope["method"])
+        self.paths.append(scope["path"])
         await _read_body(receive)
         if self.hold:
             self.arrived.set()

@@ -1,0 +1,61 @@
+from __future__ import annotations
+
+from django.contrib import admin
+from django.db.models import QuerySet
+from django.http import HttpRequest
+
+from .models import AggregateSequence, BackfillProgress, OutboxDelivery, OutboxEvent
+
+
+class DeliveryInline(admin.TabularInline):
+    model = OutboxDelivery
+    extra = 0
+    readonly_fields = [
+        "subscriber",
+        "status",
+        "attempts",
+        "last_error",
+        "next_attempt_at",
+        "delivered_at",
+    ]
+    can_delete = False
+
+
+@admin.register(OutboxEvent)
+class OutboxEventAdmin(admin.ModelAdmin):
+    list_display = ["id", "type", "aggregate_id", "sequence", "occurred_at"]
+    list_filter = ["aggregate_type", "type"]
+    search_fields = ["=event_id", "=aggregate_id"]
+    readonly_fields = [
+        "event_id",
+        "type",
+        "aggregate_type",
+        "aggregate_id",
+        "sequence",
+        "payload",
+        "occurred_at",
+    ]
+    inlines = [DeliveryInline]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False  # events are written by the changes they describe
+
+
+@admin.register(OutboxDelivery)
+class OutboxDeliveryAdmin(admin.ModelAdmin):
+    list_display = ["event", "subscriber", "status", "attempts", "next_attempt_at"]
+    list_filter = ["subscriber", "status"]
+    readonly_fields = ["event", "subscriber", "delivered_at"]
+    list_select_related = ["event"]
+    actions = ["replay"]
+
+    @admin.action(description="Replay selected deliveries")
+    def replay(self, request: HttpRequest, queryset: QuerySet[OutboxDelivery]) -> None:
+        count = queryset.update(
+            status="pending", attempts=0, next_attempt_at=None, delivered_at=None
+        )
+        self.message_user(request, f"{count} deliveries queued again.")
+
+
+admin.site.register(AggregateSequence)
+admin.site.register(BackfillProgress)

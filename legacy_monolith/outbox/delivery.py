@@ -1,0 +1,202 @@
+"""The relay's view of the outbox: which events a subscriber gets next, and
+recording what happened to them.
+
+Per-aggregate order is kept here. :func:`next_batch` walks a subscriber's
+undelivered events in outbox order and stops taking events of an aggregate at
+its first event that is parked or waiting for a retry, so event ``n + 1`` of an
+aggregate is never handed out while ``n`` is undelivered. Within one aggregate
+outbox order is sequence order, because :func:`.recording.record_event` inserts
+the event only after it holds the aggregate's sequence row lock.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from django.db import transaction
+from django.db.models import Count, Min, Q
+from django.utils import timezone
+
+from .models import DeliveryStatus, OutboxDelivery, OutboxEvent
+
+__all__ = [
+    "Lag",
+    "discover",
+    "lag",
+    "mark_delivered",
+    "mark_failed",
+    "next_batch",
+    "parked",
+    "pattern_filter",
+    "replay",
+]
+
+# How many undelivered rows next_batch looks at per call, as a multiple of the
+# batch size: blocked aggregates must not make one call scan the whole outbox.
+_SCAN_FACTOR = 10
+
+
+def pattern_filter(patterns: Sequence[str]) -> Q:
+    """Events whose type matches one of ``patterns`` (``a.b.c``, ``a.*``, ``*``)."""
+    query = Q(pk__in=[])
+    for pattern in patterns:
+        if pattern == "*":
+            return Q()
+        if pattern.endswith(".*"):
+            query |= Q(type__startswith=pattern[:-1])
+        else:
+            query |= Q(type=pattern)
+    return query
+
+
+def discover(subscriber: str, patterns: Sequence[str], limit: int) -> int:
+    """Create pending deliveries for events the subscriber wants and has not
+    been given yet; returns how many. An anti-join, not a high-water mark: on
+    PostgreSQL ids can commit out of order, and a cursor would skip the late one.
+    """
+    events = (
+        OutboxEvent.objects.filter(pattern_filter(patterns))
+        .exclude(deliveries__subscriber=subscriber)
+        .order_by("id")
+        .values_list("id", flat=True)[:limit]
+    )
+    rows = [OutboxDelivery(event_id=pk, subscriber=subscriber) for pk in events]
+    OutboxDelivery.objects.bulk_create(rows, ignore_conflicts=True)
+    return len(rows)
+
+
+def next_batch(
+    subscriber: str,
+    patterns: Sequence[str],
+    limit: int,
+    now: dt.datetime | None = None,
+) -> list[tuple[dict[str, object], int]]:
+    """Up to ``limit`` events (envelope, attempts so far) due for delivery."""
+    now = now or timezone.now()
+    discover(subscriber, patterns, limit * _SCAN_FACTOR)
+    undelivered = (
+        OutboxDelivery.objects.filter(subscriber=subscriber)
+        .exclude(status=DeliveryStatus.DELIVERED)
+        .select_related("event")
+        .order_by("event_id")[: limit * _SCAN_FACTOR]
+    )
+    blocked: set[tuple[str, str]] = set()
+    batch: list[tuple[dict[str, object], int]] = []
+    for delivery in undelivered:
+        event = delivery.event
+        key = (event.aggregate_type, event.aggregate_id)
+        if key in blocked:
+            continue
+        waiting = (
+            delivery.next_attempt_at is not None and delivery.next_attempt_at > now
+        )
+        if delivery.status == DeliveryStatus.PARKED or waiting:
+            blocked.add(key)
+            continue
+        batch.append((event.envelope(), delivery.attempts))
+        if delivery.attempts:
+            blocked.add(key)  # a retry travels alone for its aggregate
+        if len(batch) >= limit:
+            break
+    return batch
+
+
+def mark_delivered(
+    subscriber: str, event_ids: Sequence[str], now: dt.datetime | None = None
+) -> int:
+    """Record that the subscriber has the events (applied or already had them)."""
+    return OutboxDelivery.objects.filter(
+        subscriber=subscriber, event__event_id__in=list(event_ids)
+    ).update(
+        status=DeliveryStatus.DELIVERED,
+        delivered_at=now or timezone.now(),
+        next_attempt_at=None,
+        last_error="",
+    )
+
+
+def mark_failed(
+    subscriber: str, event_id: str, error: str, retry_at: dt.datetime | None
+) -> int:
+    """Count a rejection; ``retry_at`` None parks the event. Returns attempts."""
+    with transaction.atomic():
+        delivery = OutboxDelivery.objects.select_for_update().get(
+            subscriber=subscriber, event__event_id=event_id
+        )
+        delivery.attempts += 1
+        delivery.last_error = error[:2000]
+        if retry_at is None:
+            delivery.status = DeliveryStatus.PARKED
+            delivery.next_attempt_at = None
+        else:
+            delivery.next_attempt_at = retry_at
+        delivery.save()
+        return delivery.attempts
+
+
+def replay(event_id: str, subscriber: str | None = None) -> int:
+    """Send an event again (parked or not) from a fresh attempt count; returns
+    the number of deliveries reset. Later events of its aggregate follow it."""
+    deliveries = OutboxDelivery.objects.filter(event__event_id=event_id)
+    if subscriber is not None:
+        deliveries = deliveries.filter(subscriber=subscriber)
+    return deliveries.update(
+        status=DeliveryStatus.PENDING,
+        attempts=0,
+        next_attempt_at=None,
+        delivered_at=None,
+    )
+
+
+def parked(subscriber: str | None = None) -> list[dict[str, object]]:
+    """Parked deliveries, oldest first, as plain data."""
+    rows = OutboxDelivery.objects.filter(status=DeliveryStatus.PARKED)
+    if subscriber is not None:
+        rows = rows.filter(subscriber=subscriber)
+    return [
+        {
+            "subscriber": d.subscriber,
+            "attempts": d.attempts,
+            "last_error": d.last_error,
+            **d.event.envelope(),
+        }
+        for d in rows.select_related("event").order_by("event_id")
+    ]
+
+
+@dataclass(frozen=True, slots=True)
+class Lag:
+    """How far a subscriber is behind: undelivered events and the oldest's age."""
+
+    pending: int
+    parked: int
+    oldest_seconds: float | None
+
+
+def lag(
+    subscriber: str, patterns: Sequence[str], now: dt.datetime | None = None
+) -> Lag:
+    """Lag of a subscriber, counting events not yet discovered for it too."""
+    now = now or timezone.now()
+    undiscovered = (
+        OutboxEvent.objects.filter(pattern_filter(patterns))
+        .exclude(deliveries__subscriber=subscriber)
+        .aggregate(n=Count("id"), oldest=Min("occurred_at"))
+    )
+    known = (
+        OutboxDelivery.objects.filter(subscriber=subscriber)
+        .exclude(status=DeliveryStatus.DELIVERED)
+        .aggregate(
+            pending=Count("id", filter=Q(status=DeliveryStatus.PENDING)),
+            parked=Count("id", filter=Q(status=DeliveryStatus.PARKED)),
+            oldest=Min("event__occurred_at"),
+        )
+    )
+    oldest = [t for t in (undiscovered["oldest"], known["oldest"]) if t is not None]
+    return Lag(
+        pending=int(known["pending"]) + int(undiscovered["n"]),
+        parked=int(known["parked"]),
+        oldest_seconds=(now - min(oldest)).total_seconds() if oldest else None,
+    )

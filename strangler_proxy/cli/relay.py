@@ -1,0 +1,125 @@
+"""``strangler relay``: deliver the monolith's outbox events to services."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import signal
+from typing import Any
+
+import click
+
+from ..exceptions import CliError, PlanError
+from ..plan import parse_duration
+from ..sync import SyncConfig, load_sync
+
+__all__ = ["relay"]
+
+
+def _load(path: str | None) -> SyncConfig:
+    if path is None:
+        raise CliError("--sync FILE is required")
+    try:
+        return load_sync(path)
+    except PlanError as exc:
+        raise CliError("\n".join(exc.issues)) from exc
+
+
+def _duration(value: str | None) -> float | None:
+    if value is None:
+        return None
+    try:
+        return float(parse_duration(value))
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--poll") from exc
+
+
+@click.group("relay", invoke_without_command=True)
+@click.option(
+    "--sync",
+    "sync_file",
+    type=click.Path(dir_okay=False),
+    help="Sync file: subscribers and relay settings.",
+)
+@click.option("--once", is_flag=True, help="Deliver what is due now, then exit.")
+@click.option("--batch", type=click.IntRange(1, 10_000), help="Events per request.")
+@click.option("--poll", help="Idle wait between outbox reads, e.g. 0.5s.")
+@click.pass_context
+def relay(
+    ctx: click.Context,
+    sync_file: str | None,
+    once: bool,
+    batch: int | None,
+    poll: str | None,
+) -> None:
+    """Deliver outbox events to the subscribers of a sync FILE.
+
+    Runs until Ctrl-C (or SIGTERM); with --once, exits after one pass and
+    prints the delivery counters as JSON.
+    """
+    if ctx.invoked_subcommand is not None:
+        return
+    from .._django_outbox import DjangoOutbox
+    from ..relay import Relay
+
+    config = _load(sync_file)
+    # httpx logs every request at INFO: one line per batch is noise here.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    relay_ = Relay(config, DjangoOutbox(), batch=batch, poll=_duration(poll))
+
+    async def main() -> dict[str, Any]:
+        async with relay_:
+            if once:
+                await relay_.drain()
+            else:
+                stop = asyncio.Event()
+                loop = asyncio.get_running_loop()
+                for signum in (signal.SIGINT, signal.SIGTERM):
+                    with contextlib.suppress(NotImplementedError, RuntimeError):
+                        loop.add_signal_handler(signum, stop.set)
+                names = ", ".join(config.subscribers)
+                click.echo(f"relay: delivering to {names} (Ctrl-C to stop)", err=True)
+                await relay_.run(stop)
+            return relay_.stats()
+
+    stats = asyncio.run(main())
+    click.echo(json.dumps(stats, indent=2, sort_keys=True))
+    down = [n for n, s in stats["subscribers"].items() if not s["available"]]
+    if once and down:
+        raise CliError(f"subscribers unavailable, events left undelivered: {down}")
+
+
+@relay.command("parked")
+@click.option("--subscriber", help="Only this subscriber's parked events.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def parked(subscriber: str | None, as_json: bool) -> None:
+    """List parked events: rejected max_attempts times, blocking their aggregate."""
+    from .._django_outbox import DjangoOutbox
+
+    rows = DjangoOutbox().parked(subscriber)
+    if as_json:
+        click.echo(json.dumps(rows, indent=2))
+        return
+    if not rows:
+        click.echo("no parked events")
+    for row in rows:
+        click.echo(
+            f"{row['event_id']}  {row['subscriber']}  {row['type']} "
+            f"{row['aggregate_id']}#{row['sequence']}  attempts={row['attempts']}  "
+            f"{row['last_error']}"
+        )
+
+
+@relay.command("replay")
+@click.argument("event_id")
+@click.option("--subscriber", help="Only for this subscriber (default: all).")
+def replay(event_id: str, subscriber: str | None) -> None:
+    """Send EVENT_ID again, with a fresh attempt count (parked or not)."""
+    from .._django_outbox import DjangoOutbox
+
+    count = DjangoOutbox().replay(event_id, subscriber)
+    if count == 0:
+        raise CliError(f"no delivery of event {event_id} to replay")
+    click.echo(f"queued {event_id} again for {count} subscriber(s)")

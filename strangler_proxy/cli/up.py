@@ -1,0 +1,265 @@
+"""``strangler up``: run the whole stack (monolith, services, proxy) in one go.
+
+It prepares the monolith's database, starts every process (and, given a sync
+file, the outbox relay) in dependency order,
+waits for each to be ready, prints the URLs, merges the logs into one prefixed
+stream and restarts a process that dies. Ctrl-C (SIGINT), SIGTERM or SIGHUP
+stop everything, last started first, and the command exits 0.
+
+While it runs, ``<var-dir>/up.json`` holds the pid of ``up`` and of each
+process it runs (for scripts and for checking that nothing is left behind).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from types import FrameType
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import click
+import orjson
+
+from ..exceptions import CliError, PlanError
+
+if TYPE_CHECKING:
+    from ..stack import Stack
+
+__all__ = ["up"]
+
+DEFAULT_PLAN = Path("migration_plans/00-all-legacy.yaml")
+STATUS_FILE = "up.json"
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def _port(help_text: str, default: int) -> Callable[[_F], _F]:
+    option: Callable[[_F], _F] = click.option(
+        help_text.split()[0],
+        type=click.IntRange(1, 65535),
+        default=default,
+        show_default=True,
+        help=" ".join(help_text.split()[1:]),
+    )
+    return option
+
+
+def _banner(stack: Stack, plan: Path) -> str:
+    urls = stack.urls
+    rows = [
+        ("shop (via proxy)", urls["shop"]),
+        ("API (via proxy)", urls["api"]),
+        ("monolith (direct)", urls["monolith"]),
+        *[
+            (f"{name} service", urls[name])
+            for name in ("catalog", "inventory")
+            if name in urls
+        ],
+        ("admin API", urls["admin"]),
+        ("metrics", urls["metrics"]),
+        ("proxy readiness", urls["readyz"]),
+    ]
+    lines = [f"strangler is up with plan {plan}"]
+    lines += [f"  {label:<18} {url}" for label, url in rows]
+    lines += [
+        f"  admin token        {stack.admin_token_source} "
+        "(send it as 'Authorization: Bearer <token>' to the admin API and metrics)",
+        "  sign in            staff / staff-password, customer1 / password (demo data)",
+        "Press Ctrl-C to stop everything.",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+class _StatusFile:
+    """``up.json``: the pids of ``up`` and of its processes, kept current."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def __call__(self, pids: Mapping[str, int]) -> None:
+        body = orjson.dumps(
+            {"pid": os.getpid(), "processes": dict(pids)}, option=orjson.OPT_INDENT_2
+        )
+        temporary = self.path.with_suffix(".tmp")
+        temporary.write_bytes(body)
+        # Atomic: a reader never sees half a file.
+        temporary.replace(self.path)
+
+    def remove(self) -> None:
+        self.path.unlink(missing_ok=True)
+
+    def check_previous(self) -> list[int]:
+        """Fail if another ``up`` uses this state directory; else stale pids.
+
+        A previous ``up`` that was killed (SIGKILL) could not stop its
+        processes: the pids it recorded that still run are returned, to be
+        reported (not killed: a pid may have been reused since).
+        """
+        try:
+            previous = orjson.loads(self.path.read_bytes())
+            pid = int(previous["pid"])
+            pids = [int(p) for p in previous["processes"].values()]
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            return []
+        if _alive(pid):
+            raise CliError(
+                f"strangler up is already running (pid {pid}) with {self.path.parent}"
+            )
+        return [p for p in pids if _alive(p)]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+@click.command("up")
+@click.option(
+    "--plan",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=DEFAULT_PLAN,
+    show_default=True,
+    help="Plan the proxy starts with.",
+)
+@click.option("--host", default="127.0.0.1", show_default=True, help="Proxy interface.")
+@_port("--port Proxy port (the shop's address).", 8080)
+@_port("--admin-port Admin API and metrics port (always on loopback).", 8081)
+@_port("--monolith-port Port of the monolith (on loopback).", 8000)
+@_port("--catalog-port Port of the catalog service (on loopback).", 8101)
+@_port("--inventory-port Port of the inventory service (on loopback).", 8102)
+@click.option(
+    "--database-url",
+    default=None,
+    help="The monolith's database, e.g. postgresql://user:pw@host/db "
+    "[env: DATABASE_URL; default: SQLite in --var-dir].",
+)
+@click.option(
+    "--sync",
+    type=click.Path(path_type=Path, dir_okay=False, exists=True),
+    default=None,
+    help="Sync file: also run `strangler relay` to deliver the monolith's "
+    "outbox events to the services.",
+)
+@click.option(
+    "--var-dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=Path("var"),
+    show_default=True,
+    help="Where state lives: SQLite files, admin token, up.json.",
+)
+@click.option(
+    "--services/--no-services",
+    default=True,
+    show_default=True,
+    help="Run the extracted services (those whose code exists).",
+)
+@click.option(
+    "--log-format",
+    type=click.Choice(["console", "json"]),
+    default="console",
+    show_default=True,
+    help="console: prefixed lines, JSON logs rendered for humans; json: one JSON "
+    "object per line with a 'process' key.",
+)
+@click.option(
+    "--grace",
+    type=click.FloatRange(0),
+    default=10.0,
+    show_default=True,
+    help="Seconds a process gets to stop after SIGTERM before SIGKILL.",
+)
+def up(
+    plan: Path,
+    host: str,
+    port: int,
+    admin_port: int,
+    monolith_port: int,
+    catalog_port: int,
+    inventory_port: int,
+    database_url: str | None,
+    sync: Path | None,
+    var_dir: Path,
+    services: bool,
+    log_format: str,
+    grace: float,
+) -> None:
+    """Run the monolith, the extracted services and the proxy, until Ctrl-C."""
+    from ..plan import load_plan
+    from ..stack import StackConfig, build_stack
+    from ..supervisor import LogStream, StartupError, Supervisor
+    from ..sync import load_sync
+
+    if not plan.is_file():
+        raise CliError(f"no plan at {plan}")
+    var_dir = var_dir.resolve()
+    var_dir.mkdir(parents=True, exist_ok=True)
+    config = StackConfig(
+        plan=plan.resolve(),
+        host=host,
+        port=port,
+        admin_port=admin_port,
+        monolith_port=monolith_port,
+        service_ports={"catalog": catalog_port, "inventory": inventory_port},
+        database_url=database_url,
+        sync=sync.resolve() if sync is not None else None,
+        var_dir=var_dir,
+        services=services,
+    )
+    # Before build_stack, which may rewrite the plan copy a running `up` uses.
+    status_file = _StatusFile(var_dir / STATUS_FILE)
+    stale = status_file.check_previous()
+    try:
+        stack = build_stack(config)
+        load_plan(stack.plan)
+        if stack.sync is not None:
+            load_sync(stack.sync)
+    except PlanError as exc:
+        raise CliError(
+            "invalid plan or sync file:\n  " + "\n  ".join(exc.issues)
+        ) from None
+    except (OSError, ValueError) as exc:
+        raise CliError(f"cannot read the plan or sync file: {exc}") from None
+
+    log = LogStream(sys.stdout, format="json" if log_format == "json" else "console")
+    supervisor = Supervisor(stack.specs, log=log, grace=grace, on_change=status_file)
+    if stale:
+        log.note(
+            "processes of a previous `strangler up` may still run (pids "
+            f"{', '.join(map(str, stale))}); stop them if their ports clash",
+            error=True,
+        )
+    for reason in stack.skipped:
+        log.note(f"skipping {reason}")
+    if stack.plan != config.plan:
+        log.note(f"ports differ from the plan's: the proxy uses {stack.plan}")
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        supervisor.request_stop(signum)
+
+    stop_signals = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+    previous = {signum: signal.signal(signum, on_signal) for signum in stop_signals}
+    try:
+        try:
+            started = supervisor.start()
+        except StartupError as exc:
+            raise CliError(f"the stack did not start: {exc}") from None
+        if not started:
+            log.note("stopped")
+            return
+        log.announce(_banner(stack, plan))
+        status = supervisor.supervise()
+        log.note("stopped")
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        status_file.remove()
+    if status:
+        sys.exit(status)

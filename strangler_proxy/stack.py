@@ -1,0 +1,319 @@
+"""The bundled stack that ``strangler up`` runs: monolith, services, proxy.
+
+:func:`build_stack` turns a :class:`StackConfig` (ports, database URL, state
+directory, plan) into the :class:`~strangler_proxy.supervisor.ProcessSpec` list
+the supervisor runs:
+
+* ``monolith``: the Django shop under uvicorn. Before its first start it is
+  migrated and seeded (``seed_shop --if-empty``). Its database is
+  ``--database-url``, else ``$DATABASE_URL``, else SQLite in the state directory.
+* one process per extracted service in :data:`SERVICES` whose code exists
+  (they are written one at a time; a missing one is skipped with a message).
+  Each keeps its own database: ``$<SERVICE>_DATABASE_URL``, else SQLite in the
+  state directory.
+* ``relay`` (only with a sync file): ``strangler relay``, which delivers the
+  monolith's outbox events to the services.
+* ``proxy``: ``strangler proxy`` with the plan, started last, once everything
+  it forwards to is ready.
+
+The plans in ``migration_plans/`` name the upstreams on their default ports.
+When a port is changed, the proxy gets a copy of the plan, in the state
+directory, with the URLs of the stack's upstreams rewritten to match (and the
+relay a copy of the sync file with its subscribers' URLs rewritten).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .supervisor import ProcessSpec
+
+__all__ = [
+    "ROOT",
+    "SERVICES",
+    "ServiceDef",
+    "Stack",
+    "StackConfig",
+    "build_stack",
+    "render_plan",
+]
+
+ROOT = Path(__file__).resolve().parent.parent
+MONOLITH_APP = "legacy_monolith.asgi:application"
+# Runs the CLI of the interpreter running `up`, whether or not the `strangler`
+# script is on PATH.
+_CLI = "import sys; from strangler_proxy.cli import main; sys.exit(main())"
+
+
+@dataclass(frozen=True)
+class ServiceDef:
+    """An extracted service the stack runs when its code exists."""
+
+    name: str
+    port: int
+
+    @property
+    def module(self) -> str:
+        return f"extracted.{self.name}.app"
+
+    def exists(self, root: Path) -> bool:
+        """True when ``extracted/<name>/app.py`` is there."""
+        return (root / "extracted" / self.name / "app.py").is_file()
+
+    @property
+    def database_variable(self) -> str:
+        return f"{self.name.upper()}_DATABASE_URL"
+
+
+SERVICES = (ServiceDef("catalog", 8101), ServiceDef("inventory", 8102))
+
+
+@dataclass(frozen=True)
+class StackConfig:
+    """Everything ``strangler up`` can change about the stack."""
+
+    plan: Path
+    host: str = "127.0.0.1"
+    port: int = 8080
+    admin_port: int = 8081
+    monolith_port: int = 8000
+    service_ports: Mapping[str, int] = field(default_factory=dict)
+    database_url: str | None = None
+    sync: Path | None = None
+    var_dir: Path = Path("var")
+    services: bool = True
+    root: Path = ROOT
+    python: str = sys.executable
+    environ: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
+
+    def service_port(self, service: ServiceDef) -> int:
+        return self.service_ports.get(service.name, service.port)
+
+
+@dataclass(frozen=True)
+class Stack:
+    """The processes to run, what was left out, and where things will be."""
+
+    specs: list[ProcessSpec]
+    plan: Path
+    skipped: list[str]
+    urls: dict[str, str]
+    admin_token_source: str
+    sync: Path | None = None
+
+
+def _url(host: str, port: int) -> str:
+    shown = f"[{host}]" if ":" in host else host
+    return f"http://{shown}:{port}"
+
+
+def _client_host(host: str) -> str:
+    # A wildcard bind address is not one a client can connect to.
+    return {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(host, host)
+
+
+def _sqlite(path: Path) -> str:
+    return f"sqlite:///{path}"
+
+
+def render_plan(
+    plan: Path,
+    upstream_urls: Mapping[str, str],
+    out: Path,
+    *,
+    section: str = "upstreams",
+) -> Path:
+    """The plan to give the proxy: ``plan`` itself, or a copy with fixed URLs.
+
+    Each entry of ``section`` named in ``upstream_urls`` that the file
+    declares with another URL gets that URL; when none differs the file is
+    used as it is (so the proxy watches the user's file). The same works for
+    a sync file's ``subscribers``. Raises ``ValueError`` when the file is not
+    a YAML mapping.
+    """
+    data: Any = yaml.safe_load(plan.read_text(encoding="utf-8"))
+    if not isinstance(data, dict):
+        raise ValueError(f"{plan}: not a YAML mapping")
+    upstreams = data.get(section)
+    changed = False
+    if isinstance(upstreams, dict):
+        for name, url in upstream_urls.items():
+            upstream = upstreams.get(name)
+            if isinstance(upstream, dict) and upstream.get("url") != url:
+                upstream["url"] = url
+                changed = True
+            elif isinstance(upstream, str) and upstream != url:
+                upstreams[name] = url
+                changed = True
+    if not changed:
+        return plan
+    out.parent.mkdir(parents=True, exist_ok=True)
+    header = (
+        f"# Generated by `strangler up` from {plan} with the stack's ports.\n"
+        "# Edit the original; this copy is rewritten at every start.\n"
+    )
+    out.write_text(header + yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+    return out
+
+
+def build_stack(config: StackConfig) -> Stack:
+    """The process specs of the stack described by ``config``."""
+    var_dir = config.var_dir.resolve()
+    env = config.environ
+    python = config.python
+    monolith_url = _url("127.0.0.1", config.monolith_port)
+    database_url = (
+        config.database_url
+        or env.get("DATABASE_URL")
+        or _sqlite(var_dir / "monolith.sqlite3")
+    )
+    monolith_env = {
+        "DJANGO_SETTINGS_MODULE": "legacy_monolith.settings",
+        "DATABASE_URL": database_url,
+        "MONOLITH_STATIC_ROOT": env.get("MONOLITH_STATIC_ROOT")
+        or str(var_dir / "static"),
+    }
+    specs = [
+        ProcessSpec(
+            name="monolith",
+            argv=[
+                python,
+                "-m",
+                "uvicorn",
+                MONOLITH_APP,
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(config.monolith_port),
+                # The proxy logs every request that goes through it.
+                "--no-access-log",
+            ],
+            env=monolith_env,
+            cwd=config.root,
+            ready_url=f"{monolith_url}/ready",
+            prepare=[
+                [python, "-m", "django", "migrate", "--noinput"],
+                [python, "-m", "django", "seed_shop", "--if-empty"],
+            ],
+            ready_timeout=60.0,
+        )
+    ]
+    skipped: list[str] = []
+    upstream_urls = {"monolith": monolith_url}
+    urls = {"monolith": monolith_url + "/"}
+    for service in SERVICES:
+        if not config.services:
+            break
+        if not service.exists(config.root):
+            skipped.append(
+                f"{service.name}: extracted/{service.name}/app.py does not exist yet"
+            )
+            continue
+        port = config.service_port(service)
+        service_url = _url("127.0.0.1", port)
+        service_db = env.get(service.database_variable) or _sqlite(
+            var_dir / f"{service.name}.sqlite3"
+        )
+        specs.append(
+            ProcessSpec(
+                name=service.name,
+                argv=[
+                    python,
+                    "-m",
+                    "uvicorn",
+                    "--factory",
+                    f"{service.module}:create_app",
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    str(port),
+                    "--no-access-log",
+                ],
+                env={service.database_variable: service_db},
+                cwd=config.root,
+                ready_url=f"{service_url}/ready",
+                ready_timeout=60.0,
+            )
+        )
+        upstream_urls[service.name] = service_url
+        urls[service.name] = service_url + "/"
+
+    sync: Path | None = None
+    if config.sync is not None:
+        sync = render_plan(
+            config.sync, upstream_urls, var_dir / "up-sync.yaml", section="subscribers"
+        )
+        specs.append(
+            ProcessSpec(
+                name="relay",
+                argv=[python, "-c", _CLI, "relay", "--sync", str(sync)],
+                # The relay reads the monolith's outbox through Django.
+                env=monolith_env,
+                cwd=config.root,
+                depends_on=[spec.name for spec in specs],
+            )
+        )
+
+    plan = render_plan(config.plan, upstream_urls, var_dir / "up-plan.yaml")
+    token_file = var_dir / "admin-token"
+    proxy_host = _client_host(config.host)
+    proxy_url = _url(proxy_host, config.port)
+    admin_url = _url("127.0.0.1", config.admin_port)
+    specs.append(
+        ProcessSpec(
+            name="proxy",
+            argv=[
+                python,
+                "-c",
+                _CLI,
+                "proxy",
+                "--plan",
+                str(plan),
+                "--host",
+                config.host,
+                "--port",
+                str(config.port),
+                "--admin-host",
+                "127.0.0.1",
+                "--admin-port",
+                str(config.admin_port),
+                "--admin-token-file",
+                str(token_file),
+                # Always JSON: the supervisor renders it, or passes it through.
+                "--log-format",
+                "json",
+            ],
+            cwd=config.root,
+            ready_url=f"{proxy_url}/_strangler/readyz",
+            depends_on=[spec.name for spec in specs if spec.name != "relay"],
+            ready_timeout=30.0,
+        )
+    )
+    urls.update(
+        {
+            "shop": proxy_url + "/",
+            "api": proxy_url + "/api/products/",
+            "admin": admin_url + "/admin/plan",
+            "metrics": admin_url + "/metrics",
+            "readyz": proxy_url + "/_strangler/readyz",
+        }
+    )
+    if env.get("STRANGLER_ADMIN_TOKEN"):
+        token_source = "$STRANGLER_ADMIN_TOKEN"
+    else:
+        token_source = str(token_file)
+    return Stack(
+        specs=specs,
+        plan=plan,
+        skipped=skipped,
+        urls=urls,
+        admin_token_source=token_source,
+        sync=sync,
+    )

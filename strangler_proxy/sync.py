@@ -1,0 +1,167 @@
+"""The ``sync`` configuration: which service gets which domain events.
+
+Loaded like a plan (:func:`load_sync`): YAML into frozen pydantic models with
+``extra="forbid"``; every problem is reported as ``FILE:LINE: FIELD: MESSAGE``.
+
+.. code-block:: yaml
+
+    version: 1
+    relay: {batch: 100, poll: 0.5s, max_attempts: 8, timeout: 5s,
+            backoff: {initial: 0.5s, max: 60s}}
+    subscribers:
+      catalog:
+        url: http://127.0.0.1:8101
+        events: ["catalog.*"]
+
+Every field is documented in ``docs/reference/sync.md``.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from ._plan_load import parse_document
+from .exceptions import PlanError
+from .plan import Duration
+
+__all__ = [
+    "Backoff",
+    "RelaySettings",
+    "Subscriber",
+    "SyncConfig",
+    "load_sync",
+    "matches",
+    "parse_sync",
+]
+
+_PATTERN = re.compile(r"^(?:\*|[a-z][a-z0-9_]*(?:\.[a-z][a-z0-9_]*)*(?:\.\*)?)$")
+_NAME = re.compile(r"^[a-z0-9](?:[a-z0-9_-]*[a-z0-9])?$")
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def matches(pattern: str, event_type: str) -> bool:
+    """Whether ``event_type`` matches ``pattern``: exact, ``prefix.*`` or ``*``."""
+    if pattern == "*":
+        return True
+    if pattern.endswith(".*"):
+        return event_type.startswith(pattern[:-1])
+    return event_type == pattern
+
+
+class Backoff(_Model):
+    """Exponential backoff: ``initial``, doubling per failure, capped at ``max``."""
+
+    initial: Duration = 0.5
+    max: Duration = 60.0
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Backoff:
+        if self.initial <= 0:
+            raise ValueError("initial must be greater than zero")
+        if self.max < self.initial:
+            raise ValueError("max must not be less than initial")
+        return self
+
+    def delay(self, failures: int) -> float:
+        """Seconds to wait after ``failures`` consecutive failures (1, 2, ...)."""
+        exponent = min(max(failures - 1, 0), 62)
+        return float(min(self.max, self.initial * 2**exponent))
+
+
+class RelaySettings(_Model):
+    """How the relay polls and retries; the CLI's flags override some."""
+
+    batch: int = Field(default=100, ge=1, le=10_000)
+    poll: Duration = 0.5
+    timeout: Duration = 5.0
+    max_attempts: int = Field(default=8, ge=1)
+    backoff: Backoff = Backoff()
+
+
+class Subscriber(_Model):
+    """A service that receives events at ``url`` + ``path``."""
+
+    url: str
+    events: tuple[str, ...] = Field(min_length=1)
+    path: str = "/internal/events"
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if not re.match(r"^https?://[^/\s]+/?$", value):
+            raise ValueError(
+                f"must be an http(s) base URL such as http://127.0.0.1:8101, "
+                f"not {value!r}"
+            )
+        return value.rstrip("/")
+
+    @field_validator("events")
+    @classmethod
+    def _patterns(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for pattern in value:
+            if not _PATTERN.match(pattern):
+                raise ValueError(
+                    f"{pattern!r} is not an event pattern: use a type "
+                    "(catalog.product.upserted), a prefix (catalog.*) or *"
+                )
+        return value
+
+    @field_validator("path")
+    @classmethod
+    def _absolute(cls, value: str) -> str:
+        if not value.startswith("/"):
+            raise ValueError(f"must start with '/', not {value!r}")
+        return value
+
+    def wants(self, event_type: str) -> bool:
+        """Whether this subscriber receives events of ``event_type``."""
+        return any(matches(p, event_type) for p in self.events)
+
+
+class SyncConfig(_Model):
+    """The whole sync file."""
+
+    version: Literal[1] = 1
+    relay: RelaySettings = RelaySettings()
+    subscribers: dict[str, Subscriber] = Field(min_length=1)
+
+    @field_validator("subscribers")
+    @classmethod
+    def _names(cls, value: dict[str, Any]) -> dict[str, Any]:
+        for name in value:
+            if not _NAME.match(name):
+                raise ValueError(
+                    f"subscriber name {name!r} must be lower-case letters, digits, "
+                    "'-' or '_'"
+                )
+        return value
+
+    def subscriber(self, name: str) -> Subscriber:
+        """The subscriber called ``name``; :class:`KeyError` names the known ones."""
+        try:
+            return self.subscribers[name]
+        except KeyError:
+            known = ", ".join(sorted(self.subscribers))
+            raise KeyError(f"no subscriber {name!r} (known: {known})") from None
+
+
+def load_sync(path: str | Path) -> SyncConfig:
+    """Read and validate the sync file; raise :class:`PlanError` if invalid."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise PlanError(f"{path}: cannot read sync file: {exc}") from exc
+    return parse_sync(text, str(path))
+
+
+def parse_sync(text: str, filename: str) -> SyncConfig:
+    """Validate sync YAML ``text``; errors name ``filename``, line and field."""
+    return parse_document(text, filename, SyncConfig)

@@ -1,0 +1,51 @@
+"""What the end-to-end tests share: the shop's name, the plan, the servers."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import yaml
+
+from tests.support.processes import ROOT, ServerProcess, free_port
+
+#: The name clients use for the shop. Both sides get it as ``Host``: it is in
+#: the monolith's ALLOWED_HOSTS, and it is what ``next`` links must be built on.
+SHOP_HOST = "shop.test"
+#: Through the proxy, requests under this prefix go to an echo upstream, so that
+#: tests can see the headers an upstream receives (the monolith shows none).
+ECHO_PREFIX = "/__e2e__/echo"
+ADMIN_TOKEN = "e2e-admin-token"
+
+
+@dataclass(frozen=True)
+class Server:
+    """A running server process and the URL it listens on."""
+
+    process: ServerProcess
+    url: str
+    admin_url: str = ""
+
+
+def e2e_plan(monolith_url: str, echo_url: str) -> dict[str, Any]:
+    """The tutorial's step-0 plan, pointed at the test's ports.
+
+    Only the URLs change, plus one route for the echo upstream under a prefix
+    the shop does not use; every other request takes the plan's default.
+    """
+    source = ROOT / "migration_plans" / "00-all-legacy.yaml"
+    plan: dict[str, Any] = yaml.safe_load(source.read_text())
+    plan["upstreams"]["monolith"]["url"] = monolith_url
+    # Nothing routes to the catalog yet, but its health check runs: keep it
+    # off port 8101, where a developer's own service may be listening.
+    plan["upstreams"]["catalog"]["url"] = f"http://127.0.0.1:{free_port()}"
+    plan["upstreams"]["echo"] = {"url": echo_url}
+    plan["routes"] = [
+        {
+            "name": "e2e-echo",
+            "match": {"path": f"{ECHO_PREFIX}/**"},
+            "mode": "cutover",
+            "service": "echo",
+        }
+    ]
+    return plan

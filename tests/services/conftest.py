@@ -1,0 +1,90 @@
+"""Fixtures of the extracted-services tests.
+
+``catalog`` is a ``TestClient`` on a fresh catalog app with its own SQLite
+file (migrated at startup, as in production); ``staff`` and ``customer`` are
+``X-Strangler-Identity`` headers; :func:`event` builds an ingest envelope and
+``ingest`` posts a batch and returns the per-event statuses.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from starlette.exceptions import StarletteDeprecationWarning
+
+with warnings.catch_warnings():
+    # Starlette 1.x asks for its httpx fork; plain httpx still works for tests.
+    warnings.simplefilter("ignore", StarletteDeprecationWarning)
+    from fastapi.testclient import TestClient
+
+from extracted.catalog.app import create_app
+from extracted.chassis import ServiceSettings
+from tests.services.factories import category_payload, event, product_payload
+
+STAFF = {"X-Strangler-Identity": "sub=1; staff=true"}
+CUSTOMER = {"X-Strangler-Identity": "sub=2; staff=false"}
+
+Ingest = Callable[..., list[str]]
+
+
+def catalog_settings(database_url: str) -> ServiceSettings:
+    return ServiceSettings(name="catalog", database_url=database_url, port=8101)
+
+
+@pytest.fixture
+def catalog_db(tmp_path: Path) -> str:
+    """The URL of a fresh, empty SQLite database for one catalog app."""
+    return f"sqlite:///{tmp_path / 'catalog.sqlite3'}"
+
+
+@pytest.fixture
+def catalog(catalog_db: str) -> Iterator[TestClient]:
+    with TestClient(create_app(catalog_settings(catalog_db))) as client:
+        yield client
+
+
+@pytest.fixture
+def staff() -> dict[str, str]:
+    return dict(STAFF)
+
+
+@pytest.fixture
+def customer() -> dict[str, str]:
+    return dict(CUSTOMER)
+
+
+@pytest.fixture
+def ingest(catalog: TestClient) -> Ingest:
+    """Post events to ``/internal/events``; the statuses, in order."""
+
+    def post(*events: dict[str, Any]) -> list[str]:
+        response = catalog.post("/internal/events", json={"events": list(events)})
+        assert response.status_code == 200, response.text
+        return [r["status"] for r in response.json()["results"]]
+
+    return post
+
+
+@pytest.fixture
+def seeded(catalog: TestClient, ingest: Ingest) -> TestClient:
+    """Two categories and five products (product 4 inactive) via events."""
+    statuses = ingest(
+        event("catalog.category", 1, 1, category_payload(1, "kitchen")),
+        event("catalog.category", 2, 1, category_payload(2, "books")),
+        event("catalog.product", 1, 1, product_payload(1, 1, price="12.50")),
+        event("catalog.product", 2, 1, product_payload(2, 1, price="3.00")),
+        event("catalog.product", 3, 1, product_payload(3, 2, price="99.99")),
+        event("catalog.product", 4, 1, product_payload(4, 2, is_active=False)),
+        event(
+            "catalog.product",
+            5,
+            1,
+            product_payload(5, 2, name="Cookbook", description="Pans, pots."),
+        ),
+    )
+    assert statuses == ["applied"] * 7
+    return catalog

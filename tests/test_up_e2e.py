@@ -1,0 +1,172 @@
+"""``strangler up`` as a user runs it: a real process, real children, Ctrl-C.
+
+The stack runs on free loopback ports with its state (SQLite database, admin
+token, ``up.json``) in a temporary directory. Services are left out so that the
+test does not depend on which extracted services exist yet.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import httpx
+import orjson
+import pytest
+
+from tests.support.processes import PYTHON, ROOT, ServerProcess, free_port
+
+pytestmark = pytest.mark.e2e
+
+MAIN = "import sys; from strangler_proxy.cli import main; sys.exit(main())"
+BANNER_END = "Press Ctrl-C to stop everything."
+
+
+def alive(pid: int) -> bool:
+    """True while ``pid`` is a running (not zombie) process."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def group_exists(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def children_of(parent: int) -> set[int]:
+    """The pids whose parent is ``parent``, read from /proc."""
+    found = set()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+        if int(stat.rsplit(")", 1)[1].split()[1]) == parent:
+            found.add(int(entry.name))
+    return found
+
+
+def up_command(tmp_path: Path, monolith_port: int, *extra: str) -> list[str]:
+    return [
+        PYTHON,
+        "-c",
+        MAIN,
+        "up",
+        "--port",
+        str(free_port()),
+        "--admin-port",
+        str(free_port()),
+        "--monolith-port",
+        str(monolith_port),
+        "--var-dir",
+        str(tmp_path / "var"),
+        "--database-url",
+        f"sqlite:///{tmp_path / 'shop.sqlite3'}",
+        "--no-services",
+        *extra,
+    ]
+
+
+@pytest.mark.timeout(240)
+def test_up_serves_the_shop_and_ctrl_c_leaves_nothing_behind(tmp_path: Path) -> None:
+    command = up_command(tmp_path, free_port())
+    proxy_port = command[command.index("--port") + 1]
+    up = ServerProcess(
+        command,
+        f"http://127.0.0.1:{proxy_port}/_strangler/readyz",
+        ready_timeout=150,
+    )
+    with up:
+        deadline = time.monotonic() + 30
+        while BANNER_END not in up.output():
+            assert time.monotonic() < deadline, up.output()
+            assert up.proc is not None and up.proc.poll() is None, up.output()
+            time.sleep(0.05)  # polling the output with a deadline
+        output = up.output()
+        urls = dict(re.findall(r"^  (\S.*?\S)\s{2,}(http://\S+)$", output, re.M))
+        assert urls["shop (via proxy)"] == f"http://127.0.0.1:{proxy_port}/"
+
+        shop = httpx.get(urls["shop (via proxy)"], timeout=10, follow_redirects=True)
+        assert shop.status_code == 200, shop.text
+        assert shop.url.port == int(proxy_port)
+        assert "text/html" in shop.headers["content-type"]
+        api = httpx.get(urls["API (via proxy)"], timeout=10)
+        assert api.status_code == 200, api.text
+        assert api.json()["count"] > 0
+        direct = httpx.get(urls["monolith (direct)"] + "api/products/", timeout=10)
+        assert direct.json()["count"] == api.json()["count"]
+
+        token = (tmp_path / "var" / "admin-token").read_text().strip()
+        plan = httpx.get(
+            urls["admin API"],
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=10,
+        )
+        assert plan.status_code == 200, plan.text
+
+        status = orjson.loads((tmp_path / "var" / "up.json").read_bytes())
+        assert status["pid"] == up.pid
+        pids = status["processes"]
+        assert set(pids) == {"monolith", "proxy"}
+        assert children_of(up.pid) == set(pids.values())
+        # The proxy log went through the merged, human-rendered stream.
+        assert re.search(r"^proxy\s+\| INFO\s+strangler\.proxy: ", output, re.M)
+
+        second = subprocess.run(
+            up_command(tmp_path, free_port()),
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert second.returncode == 1
+        assert f"strangler up is already running (pid {up.pid})" in second.stderr
+        assert (tmp_path / "var" / "up.json").exists()
+
+        up.signal(signal.SIGINT)
+        assert up.wait(timeout=60) == 0, up.output()
+        final = up.output()
+
+    for name, pid in pids.items():
+        assert not alive(pid), f"{name} ({pid}) is still running"
+        assert not group_exists(pid), f"{name}'s process group is still there"
+    assert not (tmp_path / "var" / "up.json").exists()
+    assert final.index("stopping proxy") < final.index("stopping monolith")
+    assert "up       | stopped" in final
+
+
+@pytest.mark.timeout(180)
+def test_up_fails_with_the_monolith_output_when_its_port_is_taken(
+    tmp_path: Path,
+) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = subprocess.run(
+            up_command(tmp_path, port),
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=150,
+        )
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "error: the stack did not start: monolith exited with status " in (
+        result.stderr
+    )
+    assert "address already in use" in result.stderr.lower()
+    assert "Press Ctrl-C" not in result.stdout
+    assert not (tmp_path / "var" / "up.json").exists()
