@@ -8,6 +8,9 @@ Two workloads on 1 KB JSON pairs, as the issue sets them:
   timestamp and decimal normalisers, tolerance, header allow-list), target
   >= 20,000/s.
 
+Also, for information: how fast the parity store (SQLite, in a temporary
+directory) takes and writes mismatched results with their examples.
+
     python bench/parity.py [--seconds 2] [--json]
 """
 
@@ -16,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -30,6 +34,7 @@ from strangler_proxy.parity import (  # noqa: E402
     Comparator,
     ParityConfig,
     ResponseSnapshot,
+    open_store,
 )
 
 TARGETS = {"identical": 200_000.0, "differing": 20_000.0}
@@ -97,10 +102,33 @@ def measure(fn: Callable[[], object], seconds: float, rounds: int = 5) -> float:
     return best
 
 
+def store_rates(
+    comparator: Comparator,
+    legacy: ResponseSnapshot,
+    service: ResponseSnapshot,
+    n: int,
+) -> tuple[float, float]:
+    """``record`` calls/s on the caller's thread, and results written/s."""
+    result = comparator.compare(legacy, service)
+    with tempfile.TemporaryDirectory() as tmp:
+        with open_store(f"{tmp}/parity.sqlite3", queue_size=n + 1) as store:
+            start = time.perf_counter()
+            for _ in range(n):
+                store.record("products", result, legacy, service, {"path": "/p"})
+            recorded = time.perf_counter() - start
+            assert store.flush(timeout=300)
+            written = time.perf_counter() - start
+            assert store.route_summaries()[0].mismatched == n
+    return n / recorded, n / written
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=2.0)
     parser.add_argument("--json", action="store_true")
+    parser.add_argument(
+        "--store-results", type=int, default=20_000, help="results for the store"
+    )
     args = parser.parse_args(argv)
 
     headers = {"content-type": "application/json", "cache-control": "max-age=60"}
@@ -122,6 +150,11 @@ def main(argv: list[str] | None = None) -> int:
         "identical": measure(lambda: comparator.compare(same, same_copy), args.seconds),
         "differing": measure(lambda: comparator.compare(legacy, service), args.seconds),
     }
+    record_rate, write_rate = store_rates(
+        comparator, legacy, service, args.store_results
+    )
+    figures["store_record"] = record_rate
+    figures["store_write"] = write_rate
     if args.json:
         print(json.dumps(figures, indent=2))
         return 0
@@ -133,6 +166,10 @@ def main(argv: list[str] | None = None) -> int:
             f"  {name:<10} {rate:>12,.0f} comparisons/s"
             f"  (target {target:,.0f}: {verdict})"
         )
+    print(
+        f"  store      {record_rate:>12,.0f} record() calls/s, "
+        f"{write_rate:,.0f} results written/s (SQLite, {args.store_results:,})"
+    )
     return 0
 
 

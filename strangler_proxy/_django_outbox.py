@@ -44,6 +44,13 @@ class DjangoOutbox:
         self._delivery: Any = importlib.import_module("legacy_monolith.outbox.delivery")
         self._close_old: Any = close_old_connections
 
+    def close(self) -> None:
+        """Close this thread's database connections (the relay calls it from
+        its worker thread on exit)."""
+        from django.db import connections
+
+        connections.close_all()
+
     def next_batch(
         self, subscriber: str, patterns: Sequence[str], limit: int, now: dt.datetime
     ) -> list[Pending]:

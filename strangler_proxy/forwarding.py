@@ -43,6 +43,7 @@ from .records import RequestRecord
 from .resilience import backoff_delay
 from .routing import Target
 from .runtime import ResolvedTimeouts, Runtime, UpstreamRuntime, resolve_timeouts
+from .shadow import RESERVED_PREFIX, ShadowCapture
 from .transport import (
     ConnectFailed,
     ConnectTimeout,
@@ -253,6 +254,7 @@ class _Exchange:
         "body",
         "done",
         "client_gone",
+        "shadow",
     )
 
     def __init__(self, scope: Scope) -> None:
@@ -276,6 +278,7 @@ class _Exchange:
         self.body: RequestBody | None = None
         self.done = False
         self.client_gone = False
+        self.shadow: ShadowCapture | None = None
 
     def record(self) -> RequestRecord:
         target = self.target
@@ -345,6 +348,11 @@ async def _forward(
     limits = runtime.limits
     policy = runtime.policy
     request = parse_request_headers(scope["headers"], policy)
+    if any(name.startswith(RESERVED_PREFIX) for name, _ in request.forward):
+        # X-Strangler-* (the dry-run and shadow markers) is the proxy's to set.
+        request.forward = [
+            h for h in request.forward if not h[0].startswith(RESERVED_PREFIX)
+        ]
     ex.request_id = request.request_id or new_request_id()
     ex.user_agent = request.user_agent
     if request.size > limits.max_header_bytes:
@@ -401,6 +409,11 @@ async def _forward(
     ex.target = resolved
     if has_body:
         await body.prefetch(REPLAY_LIMIT)
+    shadow = runtime.shadow
+    if shadow is not None:
+        ex.shadow = shadow.admit(
+            resolved, ex.method, body.buffered, body.received, length
+        )
 
     budget = runtime.retry_budget
     budget.request_started()
@@ -435,6 +448,17 @@ async def _forward(
         for watcher in watchers:
             watcher.cancel()
         budget.request_finished()
+        if shadow is not None and ex.shadow is not None:
+            shadow.finish(
+                ex.shadow,
+                request=request,
+                method=ex.method,
+                target=target.target.decode("ascii"),
+                body=body.buffered or b"",
+                request_id=ex.request_id,
+                client_ip=ex.client_ip,
+                scheme=scope.get("scheme", "http"),
+            )
 
 
 async def _answer_server_options(ex: _Exchange, send: Send, id_header: bytes) -> None:
@@ -751,6 +775,9 @@ async def _relay(
         keep_length=keep_length,
     )
     outcome = "release"
+    tee = ex.shadow
+    if tee is not None:
+        tee.start(status, response.headers)
     try:
         try:
             await send(
@@ -764,8 +791,12 @@ async def _relay(
                     await send(
                         {"type": "http.response.body", "body": chunk, "more_body": True}
                     )
+                    if tee is not None:
+                        tee.feed(chunk)
             ex.done = True  # the server reports a disconnect once we finish
             await send({"type": "http.response.body", "body": b""})
+            if tee is not None:
+                tee.complete = True
         except UpstreamError as exc:
             outcome = "failure"
             ex.error = getattr(exc, "kind", "truncated")

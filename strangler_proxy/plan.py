@@ -36,6 +36,7 @@ from ._plan_checks import check_plan
 from ._plan_load import ISSUES, PARTIAL, parse_document
 from ._yaml import format_path
 from .exceptions import PlanError
+from .parity.config import ParityConfig
 
 __all__ = [
     "CanaryConfig",
@@ -444,7 +445,10 @@ class ShadowConfig(_Model):
     )
     max_body: ByteSize = Field(
         default=1024 * 1024,
-        description="Requests with a larger body are not mirrored.",
+        description="Requests with a larger body are not mirrored, and "
+        "responses (either side) with a larger body are not compared; both are "
+        "counted as skipped. Request bodies are only kept up to 64KiB, so larger "
+        "ones are skipped too.",
     )
 
 
@@ -482,7 +486,15 @@ class Route(_Model):
     )
     shadow: ShadowConfig | None = Field(
         default=None,
-        description="Shadow options, used in mode `shadow`. Unset: the defaults.",
+        description="Shadow options, used in mode `shadow`. Unset: the defaults. "
+        "In mode `canary`, setting it also mirrors the requests the legacy side "
+        "answers.",
+    )
+    parity: ParityConfig = Field(
+        default=ParityConfig(),
+        description="How shadowed responses are compared: ignored paths, "
+        "unordered arrays, tolerances, normalisers, compared headers, sensitive "
+        "paths, the noise baseline. Unset: the defaults (compare everything).",
     )
     timeouts: Timeouts | None = Field(
         default=None,

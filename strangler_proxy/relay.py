@@ -246,7 +246,7 @@ class Relay:
             if state.retry_at is not None:
                 delay = max((state.retry_at - self._clock()).total_seconds(), 0.0)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), timeout=min(delay, self.poll * 4))
+                await asyncio.wait_for(stop.wait(), timeout=delay)
 
     async def _send(
         self, name: str, sub: Subscriber, batch: Sequence[Pending]
@@ -260,6 +260,8 @@ class Relay:
             raise _Unavailable(f"{type(exc).__name__}: {exc}") from exc
         if response.status_code in _OUTAGE_STATUSES:
             raise _Unavailable(f"HTTP {response.status_code}")
+        state = self._stats[name]
+        state.consecutive_outages, state.retry_at = 0, None  # it answered
         if not response.is_success:
             raise _Rejected(f"HTTP {response.status_code}: {response.text[:500]}")
         return _outcome(batch, response)
@@ -301,8 +303,6 @@ class Relay:
             await self._call(self.store.mark_delivered, name, outcome.delivered, now)
             state.delivered += len(outcome.delivered)
             state.last_delivery_at = now
-            state.consecutive_outages = 0
-            state.retry_at = None
         settings = self.config.relay
         for pending, error in outcome.failed:
             attempts = pending.attempts + 1

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 import orjson
@@ -25,6 +26,10 @@ from .plan import Plan, Timeouts, UpstreamConfig, version_hash
 from .resilience import Bulkhead, CircuitBreaker, RetryBudget
 from .routing import Router
 from .transport import Transport, TransportFactory, create_transport
+
+if TYPE_CHECKING:
+    from .parity import ParityStore
+    from .shadow import ShadowDispatcher, ShadowOptions, SharedStore
 
 __all__ = [
     "DEFAULT_CONNECT_TIMEOUT",
@@ -160,6 +165,9 @@ class Runtime:
         self._close_task: asyncio.Task[None] | None = None
         for upstream in upstreams.values():
             upstream._users += 1
+        self.shadow: ShadowDispatcher | None = None
+        """Mirrors requests of shadowed routes; None when the plan has none."""
+        self._shared_store: SharedStore | None = None
 
     @classmethod
     def from_plan(
@@ -169,8 +177,15 @@ class Runtime:
         source: str | None = None,
         previous: Runtime | None = None,
         transport_factory: TransportFactory | None = None,
+        parity_store: ParityStore | None = None,
+        shadow_options: ShadowOptions | None = None,
     ) -> Runtime:
         """Build a runtime; reuse ``previous``'s objects for unchanged upstreams.
+
+        A plan with shadowed routes gets a shadow dispatcher writing to
+        ``parity_store`` (closed by the caller), else to the store ``previous``
+        used, else to the one named by ``STRANGLER_PARITY_STORE`` (default
+        ``var/parity.sqlite3``), opened here and closed with the last runtime.
 
         Raises :class:`PlanError` when the plan names an upstream it does not
         define or an upstream URL is unusable.
@@ -189,12 +204,50 @@ class Runtime:
             budget = previous.retry_budget
         else:
             budget = RetryBudget(budget_config)
-        return cls(
+        runtime = cls(
             plan,
             upstreams,
             budget,
             source=source,
             version_hash=plan_hash(plan),
+        )
+        runtime._build_shadow(previous, parity_store, shadow_options)
+        return runtime
+
+    def _build_shadow(
+        self,
+        previous: Runtime | None,
+        parity_store: ParityStore | None,
+        options: ShadowOptions | None,
+    ) -> None:
+        from .parity import Comparator
+        from .shadow import ShadowDispatcher, SharedStore, shadowed_routes
+
+        routes = shadowed_routes(self.plan)
+        if not routes:
+            return
+        old = previous.shadow if previous is not None else None
+        comparators = {}
+        for route in routes:
+            kept = old.comparators.get(route.name) if old is not None else None
+            # An unchanged rule set keeps its comparator and learned noise.
+            if kept is not None and kept.config == route.parity:
+                comparators[route.name] = kept
+            else:
+                comparators[route.name] = Comparator(route.parity)
+        if parity_store is not None:
+            shared = SharedStore(parity_store, owned=False)
+        elif previous is not None and previous._shared_store is not None:
+            shared = previous._shared_store
+        else:
+            shared = SharedStore.open()
+        self._shared_store = shared
+        self.shadow = ShadowDispatcher(
+            self.upstreams,
+            self.policy,
+            shared.acquire(),
+            comparators,
+            options if options is not None or old is None else old.options,
         )
 
     async def start(self) -> None:
@@ -207,6 +260,10 @@ class Runtime:
         if self.closed:
             return
         self.closed = True
+        if self.shadow is not None:
+            await self.shadow.aclose()
+        if self._shared_store is not None:
+            await self._shared_store.release()
         for upstream in self.upstreams.values():
             upstream._users -= 1
             if upstream._users <= 0:

@@ -408,8 +408,6 @@ class Supervisor:
             self._terminate(child)
         self._changed()
 
-    # -- internals ---------------------------------------------------------
-
     def _step(self) -> int:
         timeout = _POLL
         due = [c.restart_at for c in self._children.values() if c.restart_at]
@@ -431,6 +429,7 @@ class Supervisor:
                 child.restart_at = None
                 self.log.note(f"restarting {child.spec.name}")
                 self._spawn(child)
+                self._announce_ready(child)
         return 0
 
     def _on_exit(self, child: _Child) -> int:
@@ -589,6 +588,33 @@ class Supervisor:
                 time.sleep(_POLL)  # polling with a deadline
         self.log.note(f"{spec.name} is ready")
         return True
+
+    def _announce_ready(self, child: _Child) -> None:
+        """Say when a restarted process is ready again, from a thread of its own."""
+        proc, url = child.proc, child.spec.ready_url
+        if proc is None or url is None:
+            return
+        name, timeout = child.spec.name, child.spec.ready_timeout
+
+        def watch() -> None:
+            deadline = time.monotonic() + timeout
+            with httpx.Client(timeout=1.0, trust_env=False) as client:
+                while proc.poll() is None and not self.stop_requested:
+                    try:
+                        if client.get(url).is_success:
+                            self.log.note(f"{name} is ready again")
+                            return
+                    except httpx.HTTPError:
+                        pass
+                    if time.monotonic() >= deadline:
+                        self.log.note(
+                            f"{name} is not ready {timeout:g}s after its restart",
+                            error=True,
+                        )
+                        return
+                    time.sleep(_POLL)  # polling with a deadline
+
+        threading.Thread(target=watch, name=f"ready-{name}", daemon=True).start()
 
     def _terminate(self, child: _Child) -> None:
         proc = child.proc

@@ -12,19 +12,35 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 import pytest
 
 from strangler_proxy.outbox import MemoryOutbox
 from strangler_proxy.relay import Relay
-from strangler_proxy.sync import SyncConfig, parse_sync
+from strangler_proxy.sync import SyncConfig, load_sync, parse_sync
 from tests.support.upstreams import ThreadedServer
 
 pytestmark = pytest.mark.anyio
 
 Key = tuple[str, str]
+T = TypeVar("T")
+
+
+async def in_thread(fn: Callable[..., T], *args: Any) -> T:
+    """Run Django code off the event loop, closing the thread's connections
+    after (a PostgreSQL test database cannot be dropped while they are open)."""
+
+    def call() -> T:
+        from django.db import connections
+
+        try:
+            return fn(*args)
+        finally:
+            connections.close_all()
+
+    return await asyncio.to_thread(call)
 
 
 class Subscriber:
@@ -287,6 +303,15 @@ def test_sync_file_errors_name_file_line_and_field() -> None:
     assert caught.value.issues[0].startswith("sync.yaml:4: subscribers.catalog.events")
 
 
+@pytest.mark.parametrize(
+    "path",
+    sorted(Path(__file__).parents[1].glob("migration_plans/sync/*.yaml")),
+    ids=lambda p: p.name,
+)
+def test_shipped_sync_files_load(path: Path) -> None:
+    assert load_sync(path).subscribers
+
+
 def test_backoff_doubles_up_to_its_cap() -> None:
     backoff = config("http://127.0.0.1:1").relay.backoff
     assert [backoff.delay(n) for n in (1, 2, 3, 4, 30)] == [0.02, 0.04, 0.08, 0.1, 0.1]
@@ -327,11 +352,8 @@ async def test_monolith_changes_reach_the_subscriber_through_the_cli(
         pan.delete()
         return kitchen.pk, pan_id
 
-    kitchen_id, pan_id = await asyncio.to_thread(write)
-    assert (
-        await asyncio.to_thread(main, ["relay", "--sync", str(sync_file), "--once"])
-        == 0
-    )
+    kitchen_id, pan_id = await in_thread(write)
+    assert await in_thread(main, ["relay", "--sync", str(sync_file), "--once"]) == 0
 
     app, _ = subscriber
     assert app.sequences(("catalog.product", str(pan_id))) == [1, 2, 3]
@@ -360,14 +382,11 @@ async def test_backfill_snapshots_existing_rows_and_resumes(
         OutboxEvent.objects.all().delete()
         return list(Product.objects.values_list("pk", flat=True))
 
-    ids = await asyncio.to_thread(seed)
+    ids = await in_thread(seed)
     backfill = ["backfill", "catalog", "--sync", str(sync_file), "--chunk", "2"]
-    assert await asyncio.to_thread(main, backfill) == 0
-    assert await asyncio.to_thread(main, backfill) == 0  # complete: emits nothing
-    assert (
-        await asyncio.to_thread(main, ["relay", "--sync", str(sync_file), "--once"])
-        == 0
-    )
+    assert await in_thread(main, backfill) == 0
+    assert await in_thread(main, backfill) == 0  # complete: emits nothing
+    assert await in_thread(main, ["relay", "--sync", str(sync_file), "--once"]) == 0
 
     app, _ = subscriber
     for pk in ids:
@@ -383,6 +402,7 @@ async def test_monolith_changes_converge_in_the_real_catalog_service(
     from extracted.catalog.app import create_app
     from extracted.chassis import ServiceSettings
     from legacy_monolith.catalog.models import Category, Product
+    from legacy_monolith.outbox.models import OutboxEvent
     from strangler_proxy._django_outbox import DjangoOutbox
 
     database_url = f"sqlite:///{tmp_path / 'catalog.sqlite3'}"
@@ -407,12 +427,24 @@ async def test_monolith_changes_converge_in_the_real_catalog_service(
             gone.delete()
             return cup.pk, gone_id
 
-        cup_id, gone_id = await asyncio.to_thread(write)
-        async with Relay(sync, await asyncio.to_thread(DjangoOutbox)) as relay:
+        cup_id, gone_id = await in_thread(write)
+        first_cup_event = await in_thread(
+            lambda: str(
+                OutboxEvent.objects.get(
+                    aggregate_type="catalog.product",
+                    aggregate_id=str(cup_id),
+                    sequence=1,
+                ).event_id
+            )
+        )
+        store = await in_thread(DjangoOutbox)
+        async with Relay(sync, store) as relay:
             assert await relay.drain() == 5
+            # A replayed old event is a duplicate to the service: no change.
+            assert await in_thread(store.replay, first_cup_event) == 1
+            assert await relay.drain() == 1
+            assert relay.stats()["delivered"] == 6
             assert relay.stats()["rejected"] == 0
-            # Sending everything again changes nothing: all duplicates.
-            await relay.drain()
 
         async with httpx.AsyncClient(base_url=service.url) as client:
             cup = await client.get(f"/api/products/{cup_id}/")

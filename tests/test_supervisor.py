@@ -1,11 +1,14 @@
 """The process supervisor behind ``strangler up``, with tiny real child processes.
 
 Each child is a few lines of Python (``CHILD`` below) serving HTTP on a loopback
-port; arguments make it fail, ignore SIGTERM, or leave a grandchild behind.
+port; arguments make it fail, ignore SIGTERM, or leave a grandchild behind. The
+last tests check the bundled stack's specs (``strangler_proxy.stack``) without
+starting anything; ``test_up_e2e.py`` runs the real thing.
 """
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import signal
@@ -145,7 +148,8 @@ def stack(tmp_path: Path) -> Iterator[Stack]:
     yield stack
     leftovers = [pid for pid in stack.seen_pids if alive(pid)]
     for pid in leftovers:
-        os.killpg(pid, signal.SIGKILL)
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
     assert not leftovers, f"processes left behind: {leftovers}"
 
 
@@ -342,6 +346,7 @@ def test_restarts_a_process_that_dies(stack: Stack) -> None:
         os.kill(first, signal.SIGKILL)
         wait_for(lambda: supervisor.pids.get("catalog", first) != first)
         wait_for(lambda: stack.output().count(f"serving on {port}") == 2)
+        wait_for(lambda: "up      | catalog is ready again" in stack.output())
     finally:
         supervisor.request_stop()
         thread.join(timeout=30)

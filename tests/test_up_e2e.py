@@ -170,3 +170,36 @@ def test_up_fails_with_the_monolith_output_when_its_port_is_taken(
     assert "address already in use" in result.stderr.lower()
     assert "Press Ctrl-C" not in result.stdout
     assert not (tmp_path / "var" / "up.json").exists()
+
+
+@pytest.mark.timeout(240)
+@pytest.mark.skipif(
+    not (ROOT / "extracted" / "catalog" / "app.py").exists(),
+    reason="the catalog service is not written yet",
+)
+def test_up_runs_the_extracted_services_on_the_ports_given(tmp_path: Path) -> None:
+    catalog_port = free_port()
+    command = [
+        arg for arg in up_command(tmp_path, free_port()) if arg != "--no-services"
+    ]
+    command += ["--catalog-port", str(catalog_port)]
+    command += ["--inventory-port", str(free_port())]
+    proxy_port = command[command.index("--port") + 1]
+    up = ServerProcess(
+        command,
+        f"http://127.0.0.1:{proxy_port}/_strangler/readyz",
+        ready_timeout=150,
+    )
+    with up:
+        pids = orjson.loads((tmp_path / "var" / "up.json").read_bytes())["processes"]
+        assert "catalog" in pids
+        ready = httpx.get(f"http://127.0.0.1:{catalog_port}/ready", timeout=10)
+        assert ready.status_code == 200, ready.text
+        # The proxy got the plan with the catalog upstream on its real port.
+        rendered = (tmp_path / "var" / "up-plan.yaml").read_text()
+        assert f"http://127.0.0.1:{catalog_port}" in rendered
+        assert (tmp_path / "var" / "catalog.sqlite3").exists()
+        up.signal(signal.SIGINT)
+        assert up.wait(timeout=60) == 0, up.output()
+    for name, pid in pids.items():
+        assert not group_exists(pid), f"{name}'s process group is still there"

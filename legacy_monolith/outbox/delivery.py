@@ -38,16 +38,16 @@ __all__ = [
 _SCAN_FACTOR = 10
 
 
-def pattern_filter(patterns: Sequence[str]) -> Q:
+def pattern_filter(patterns: Sequence[str], field: str = "type") -> Q:
     """Events whose type matches one of ``patterns`` (``a.b.c``, ``a.*``, ``*``)."""
     query = Q(pk__in=[])
     for pattern in patterns:
         if pattern == "*":
             return Q()
         if pattern.endswith(".*"):
-            query |= Q(type__startswith=pattern[:-1])
+            query |= Q(**{f"{field}__startswith": pattern[:-1]})
         else:
-            query |= Q(type=pattern)
+            query |= Q(**{field: pattern})
     return query
 
 
@@ -76,8 +76,11 @@ def next_batch(
     """Up to ``limit`` events (envelope, attempts so far) due for delivery."""
     now = now or timezone.now()
     discover(subscriber, patterns, limit * _SCAN_FACTOR)
+    # Filtered by pattern too: a subscription narrowed in the sync file stops
+    # deliveries already discovered under the old one.
     undelivered = (
         OutboxDelivery.objects.filter(subscriber=subscriber)
+        .filter(pattern_filter(patterns, "event__type"))
         .exclude(status=DeliveryStatus.DELIVERED)
         .select_related("event")
         .order_by("event_id")[: limit * _SCAN_FACTOR]
@@ -187,6 +190,7 @@ def lag(
     )
     known = (
         OutboxDelivery.objects.filter(subscriber=subscriber)
+        .filter(pattern_filter(patterns, "event__type"))
         .exclude(status=DeliveryStatus.DELIVERED)
         .aggregate(
             pending=Count("id", filter=Q(status=DeliveryStatus.PENDING)),

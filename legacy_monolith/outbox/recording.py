@@ -112,7 +112,10 @@ class RecordsEvents(models.Model):
         return row_payload(self)
 
     def save(self, *args: Any, **kwargs: Any) -> None:
-        with transaction.atomic(using=kwargs.get("using") or self._state.db):
+        # savepoint=False: a failing save dooms the enclosing transaction
+        # anyway, exactly as Django's own save does.
+        using = kwargs.get("using") or self._state.db
+        with transaction.atomic(using=using, savepoint=False):
             super().save(*args, **kwargs)
             record_event(
                 self.outbox_aggregate,

@@ -198,7 +198,9 @@ def up(
     from ..sync import load_sync
 
     if not plan.is_file():
-        raise CliError(f"no plan at {plan}")
+        raise CliError(
+            f"no plan at {plan} (run from the repository root, or pass --plan FILE)"
+        )
     var_dir = var_dir.resolve()
     var_dir.mkdir(parents=True, exist_ok=True)
     config = StackConfig(

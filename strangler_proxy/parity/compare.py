@@ -17,8 +17,9 @@ import orjson
 from .config import ParityConfig
 from .diff import Differ, text_difference
 from .noise import NoiseBaseline
+from .paths import format_path
 from .redact import Redactor
-from .result import Difference, ParityResult, ResponseSnapshot
+from .result import Difference, DiffKind, ParityResult, ResponseSnapshot
 
 __all__ = ["Comparator", "is_json"]
 
@@ -70,6 +71,7 @@ class Comparator:
         self._headers = tuple(
             n for n in names if not self.differ.ignored(step(headers_state, n))
         )
+        self._header_paths = {n: format_path(("headers", n)) for n in self._headers}
         self._status_ignored = self.differ.ignored(step(root, "status"))
         self._body_state = step(root, "body")
         self._body_ignored = self.differ.ignored(self._body_state)
@@ -141,13 +143,11 @@ class Comparator:
                 continue
             if name == "content-type" and _content_type(a) == _content_type(b):
                 continue
-            path = f"headers.{name}"
-            if b is None:
-                out.append(Difference(path, "missing", lh.get(name), None))
-            elif a is None:
-                out.append(Difference(path, "extra", None, sh.get(name)))
-            else:
-                out.append(Difference(path, "changed", lh.get(name), sh.get(name)))
+            path = self._header_paths[name]
+            kind: DiffKind = (
+                "missing" if b is None else "extra" if a is None else "changed"
+            )
+            out.append(Difference(path, kind, lh.get(name), sh.get(name), group=path))
 
     def _diff_body(
         self, legacy: ResponseSnapshot, service: ResponseSnapshot, out: list[Difference]

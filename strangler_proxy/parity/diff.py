@@ -286,8 +286,14 @@ class Differ:
                 if candidates:
                     j = candidates.pop(0)
                     paired.add(j)
-                    if not _identical(ea, b[j]):
-                        self.diff(ea, b[j], (*path, i), step(state, i), out)
+                    eb = b[j]
+                    if _identical(ea, eb):
+                        continue
+                    child = step(state, i)
+                    if type(eb) is dict and (child is None or not child.value.active):
+                        self._diff_object(ea, eb, (*path, i), child, out)
+                    else:
+                        self.diff(ea, eb, (*path, i), child, out)
                 else:
                     unkeyed_left.append(i)
             left = unkeyed_left

@@ -16,9 +16,34 @@ __all__ = ["UNCHANGED", "Normaliser", "normaliser"]
 UNCHANGED: Final = object()
 Normaliser = Callable[[Any], Any]
 
+_MEMO_SIZE = 4096
 _TRUNCATE = {"m": 60_000_000, "s": 1_000_000, "ms": 1_000, "us": 1}
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _NAIVE_EPOCH = datetime(1970, 1, 1)
+
+
+def _memoised(fn: Normaliser) -> Normaliser:
+    """``fn`` with a small memo for strings.
+
+    The same values come back request after request (a product's
+    ``created_at``, its price), so most normalisations are a dictionary hit.
+    """
+    memo: dict[str, Any] = {}
+
+    def normalise(value: Any) -> Any:
+        if type(value) is not str:
+            return fn(value)
+        try:
+            return memo[value]
+        except KeyError:
+            pass
+        result = fn(value)
+        if len(memo) >= _MEMO_SIZE:
+            memo.clear()
+        memo[value] = result
+        return result
+
+    return normalise
 
 
 def _timestamp(precision: str) -> Normaliser:
@@ -38,7 +63,7 @@ def _timestamp(precision: str) -> Normaliser:
         micros = (since.days * 86_400 + since.seconds) * 1_000_000 + since.microseconds
         return aware, micros // step
 
-    return normalise
+    return _memoised(normalise)
 
 
 def _decimal(value: Any) -> Any:
@@ -69,7 +94,7 @@ def normaliser(kind: str, precision: str = "us") -> Normaliser:
     if kind == "timestamp":
         return _timestamp(precision)
     simple: dict[str, Normaliser] = {
-        "decimal": _decimal,
+        "decimal": _memoised(_decimal),
         "lowercase": _lowercase,
         "trim": _trim,
     }

@@ -18,13 +18,19 @@ Outcome = Literal["matched", "mismatched", "noise_only", "error"]
 class ResponseSnapshot:
     """One side's response: status, headers (lower-case names), body bytes.
 
-    Repeated headers are joined with ``", "``; use :meth:`from_pairs` to build
-    one from raw header pairs.
+    ``headers`` is a mapping with lower-case names, or ``(name, value)`` pairs
+    (str or bytes, any case), which are turned into one: repeated headers are
+    joined with ``", "``.
     """
 
     status: int
     headers: Mapping[str, str] = field(default_factory=dict)
     body: bytes = b""
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.headers, Mapping):
+            pairs: Iterable[tuple[str, str]] = self.headers
+            object.__setattr__(self, "headers", _join(pairs))
 
     @classmethod
     def from_pairs(
@@ -34,23 +40,27 @@ class ResponseSnapshot:
         body: bytes = b"",
     ) -> ResponseSnapshot:
         """Build a snapshot from ``(name, value)`` pairs, str or bytes."""
-        joined: dict[str, str] = {}
-        for raw_name, raw_value in headers:
-            name = (
-                raw_name.decode("latin-1") if isinstance(raw_name, bytes) else raw_name
-            ).lower()
-            value = (
-                raw_value.decode("latin-1")
-                if isinstance(raw_value, bytes)
-                else raw_value
-            )
-            joined[name] = f"{joined[name]}, {value}" if name in joined else value
-        return cls(status, joined, body)
+        return cls(status, _join(headers), body)
 
     @property
     def content_type(self) -> str:
         """The ``content-type`` header, or ``""``."""
         return self.headers.get("content-type", "")
+
+
+def _join(
+    headers: Iterable[tuple[str, str]] | Iterable[tuple[bytes, bytes]],
+) -> dict[str, str]:
+    joined: dict[str, str] = {}
+    for raw_name, raw_value in headers:
+        name = (
+            raw_name.decode("latin-1") if isinstance(raw_name, bytes) else raw_name
+        ).lower()
+        value = (
+            raw_value.decode("latin-1") if isinstance(raw_value, bytes) else raw_value
+        )
+        joined[name] = f"{joined[name]}, {value}" if name in joined else value
+    return joined
 
 
 @dataclass(frozen=True, slots=True)

@@ -114,6 +114,7 @@ class _Item:
     redactor: Redactor
     max_examples: int | None
     at: float
+    size: int
 
 
 Since = float | datetime | timedelta | None
@@ -152,8 +153,16 @@ class ParityStore:
         batch_size: int = 500,
         flush_interval: float = 0.5,
         max_examples: int = 5,
+        max_queue_bytes: int = 64 * 1024 * 1024,
+        retention: float | timedelta | None = None,
+        purge_interval: float = 300.0,
     ) -> None:
         self.backend = backend
+        self.retention = _seconds(retention)
+        self._purge_interval = purge_interval
+        self._last_purge = time.monotonic()
+        self._max_queue_bytes = max_queue_bytes
+        self._queued_bytes = 0
         self.max_examples = max_examples
         self._batch_size = batch_size
         self._flush_interval = flush_interval
@@ -198,6 +207,24 @@ class ParityStore:
         ``Comparator.redactor``); ``max_examples`` overrides the store's bound
         for this route.
         """
+        if self._closed:
+            self.record_dropped(route)
+            return False
+        size = 0
+        if result.outcome == "matched":
+            # Nothing to show for a match: do not hold its bodies in memory.
+            legacy = service = None
+        else:
+            size = (len(legacy.body) if legacy else 0) + (
+                len(service.body) if service else 0
+            )
+            with self._lock:
+                if self._queued_bytes + size > self._max_queue_bytes:
+                    # Bounded memory: keep the count, lose the example bodies.
+                    legacy = service = None
+                    size = 0
+                else:
+                    self._queued_bytes += size
         item = _Item(
             route,
             result,
@@ -207,13 +234,14 @@ class ParityStore:
             redactor or _DEFAULT_REDACTOR,
             max_examples,
             time.time(),
+            size,
         )
-        if not self._closed:
-            try:
-                self._queue.put_nowait(item)
-                return True
-            except queue.Full:
-                pass
+        try:
+            self._queue.put_nowait(item)
+            return True
+        except queue.Full:
+            with self._lock:
+                self._queued_bytes -= size
         self.record_dropped(route)
         return False
 
@@ -319,18 +347,8 @@ class ParityStore:
         """Delete examples older than ``older_than`` (seconds); how many went."""
         age = _seconds(older_than)
         assert age is not None
-        cutoff = time.time() - age
         with self._read_lock:
-            cur = self._read.cursor()
-            cur.execute(
-                self.backend.sql("DELETE FROM parity_examples WHERE created_at < ?"),
-                (cutoff,),
-            )
-            deleted = int(cur.rowcount)
-            self._read.commit()
-        with self._lock:
-            self._full_groups.clear()
-        return deleted
+            return self._delete_examples(self._read, time.time() - age)
 
     def _query(self, sql: str, params: tuple[Any, ...]) -> list[tuple[Any, ...]]:
         with self._read_lock:
@@ -364,6 +382,9 @@ class ParityStore:
                         break
                 else:
                     batch.append(item)
+                    if item.size:
+                        with self._lock:
+                            self._queued_bytes -= item.size
                     if len(batch) >= self._batch_size and not stop:
                         break
                 try:
@@ -371,11 +392,37 @@ class ParityStore:
                 except queue.Empty:
                     item = None
             conn = self._write(conn, batch)
+            if conn is not None and self.retention is not None:
+                self._auto_purge(conn)
             for marker in markers:
                 marker.ok = self._pending_ok
                 marker.done.set()
         if conn is not None:
             conn.close()
+
+    def _auto_purge(self, conn: Any) -> None:
+        now = time.monotonic()
+        if self.retention is None or now - self._last_purge < self._purge_interval:
+            return
+        self._last_purge = now
+        try:
+            self._delete_examples(conn, time.time() - self.retention)
+        except Exception:
+            log.exception("parity store: purging old examples failed")
+            with contextlib.suppress(Exception):
+                conn.rollback()
+
+    def _delete_examples(self, conn: Any, cutoff: float) -> int:
+        cur = conn.cursor()
+        cur.execute(
+            self.backend.sql("DELETE FROM parity_examples WHERE created_at < ?"),
+            (cutoff,),
+        )
+        deleted = int(cur.rowcount)
+        conn.commit()
+        with self._lock:
+            self._full_groups.clear()
+        return deleted
 
     def _connect(self) -> Any:
         try:
@@ -606,11 +653,15 @@ def open_store(
     batch_size: int = 500,
     flush_interval: float = 0.5,
     max_examples: int = 5,
+    max_queue_bytes: int = 64 * 1024 * 1024,
+    retention: float | timedelta | None = None,
 ) -> ParityStore:
     """Open the parity store at ``url`` (creating its schema).
 
     ``None``: ``var/parity.sqlite3``; ``sqlite:///path`` or a file path;
     ``postgresql://user@host:5432/db`` for a store shared by replicas.
+    With ``retention`` (seconds or a timedelta) the writer deletes older
+    examples by itself, every five minutes.
     """
     return ParityStore(
         backend_for(url),
@@ -618,4 +669,6 @@ def open_store(
         batch_size=batch_size,
         flush_interval=flush_interval,
         max_examples=max_examples,
+        max_queue_bytes=max_queue_bytes,
+        retention=retention,
     )

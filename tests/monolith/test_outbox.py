@@ -5,10 +5,11 @@ sequences; and the delivery bookkeeping the relay relies on."""
 from __future__ import annotations
 
 import datetime as dt
+import threading
 from decimal import Decimal
 
 import pytest
-from django.db import transaction
+from django.db import IntegrityError, connection, connections, transaction
 from django.utils import timezone
 from rest_framework.test import APIClient
 
@@ -70,7 +71,7 @@ def test_rolled_back_change_leaves_no_event(category: Category) -> None:
 def test_failed_save_leaves_no_event(category: Category) -> None:
     before = OutboxEvent.objects.count()
     duplicate = Category(name="Again", slug=category.slug)
-    with pytest.raises(Exception), transaction.atomic():  # noqa: B017
+    with pytest.raises(IntegrityError), transaction.atomic():
         duplicate.save()
     assert OutboxEvent.objects.count() == before
 
@@ -260,3 +261,43 @@ def test_snapshot_emits_upserts_and_resumes(make_product: MakeProduct) -> None:
     assert sorted(int(e.aggregate_id) for e in emitted) == [p.pk for p in products]
     assert {e.type for e in emitted} == {"catalog.product.upserted"}
     assert list(snapshot("catalog", ["catalog.product"])) == [("catalog.product", 5, 5)]
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_concurrent_changes_get_unique_consecutive_sequences(
+    require_postgres: str, category: Category
+) -> None:
+    assert connection.vendor == "postgresql", "run with DATABASE_URL on PostgreSQL"
+
+    def touch() -> None:
+        # Each thread: a product id no event exists for yet (racing to create
+        # the sequence row), then repeated updates of the shared category.
+        for _ in range(5):
+            with transaction.atomic():
+                record_event("test.race", "shared-new", "test.race.touched", {})
+                fresh = Category.objects.get(pk=category.pk)
+                fresh.save()
+
+    barrier = threading.Barrier(6, timeout=30)
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            barrier.wait()
+            touch()
+        except BaseException as exc:  # reported by the assertion below
+            errors.append(exc)
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=run) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert errors == []
+    for aggregate in [("catalog.category", category.pk), ("test.race", "shared-new")]:
+        sequences = [e.sequence for e in events(*aggregate)]
+        assert sequences == list(range(1, len(sequences) + 1))
+    assert len(events("test.race", "shared-new")) == 30

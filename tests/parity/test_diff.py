@@ -443,3 +443,19 @@ def test_large_unordered_arrays_pair_by_canonical_form() -> None:
         ("body.r[1999]", "missing"),
         ("body.r[0]", "extra"),
     ]
+
+
+def test_snapshots_accept_header_pairs() -> None:
+    a = ResponseSnapshot(200, [(b"Content-Type", b"text/plain"), (b"Vary", b"a")])
+    b = ResponseSnapshot.from_pairs(200, [("vary", "a"), ("VARY", "b")])
+    assert a.headers == {"content-type": "text/plain", "vary": "a"}
+    assert a.content_type == "text/plain"
+    assert b.headers == {"vary": "a, b"}
+
+
+def test_odd_header_names_make_valid_paths() -> None:
+    comparator = Comparator(ParityConfig(headers=("x-odd*name",)))
+    legacy = ResponseSnapshot(200, {"x-odd*name": "1"})
+    service = ResponseSnapshot(200, {"x-odd*name": "2"})
+    (difference,) = comparator.compare(legacy, service).differences
+    assert difference.path == 'headers["x-odd*name"]'

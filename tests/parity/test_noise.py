@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 import orjson
@@ -96,3 +97,25 @@ def test_noise_counts_are_kept_per_group() -> None:
 def test_learn_after_must_be_positive() -> None:
     with pytest.raises(ValueError):
         NoiseBaseline(learn_after=0)
+
+
+def test_one_comparator_is_safe_to_share_between_threads() -> None:
+    comparator = Comparator(ParityConfig.model_validate({"noise": {"learn_after": 50}}))
+    errors: list[str] = []
+
+    def work() -> None:
+        for i in range(100):
+            result = comparator.compare(
+                product(f"a{i}", "1"), product(f"c{i}", "2"), product(f"b{i}", "1")
+            )
+            if [d.path for d in result.differences] != ["body.results[0].price"]:
+                errors.append(repr(result))
+
+    threads = [threading.Thread(target=work) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert errors == []
+    assert comparator.noise.counts() == {"body.generated_at": 400}
+    assert comparator.noise.known == frozenset({"body.generated_at"})

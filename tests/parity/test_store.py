@@ -142,6 +142,26 @@ def test_purge_deletes_old_examples(store: ParityStore) -> None:
     assert len(store.examples("products", "body.results[*].price")) == 1
 
 
+def test_retention_purges_examples_by_itself(tmp_path: Path) -> None:
+    result, legacy, service = mismatch()
+    group = "body.results[*].price"
+    keep = ParityStore(
+        SQLiteBackend(tmp_path / "keep.sqlite3"),
+        retention=timedelta(hours=1),
+        purge_interval=0,
+    )
+    expire = ParityStore(
+        SQLiteBackend(tmp_path / "expire.sqlite3"), retention=0, purge_interval=0
+    )
+    with keep, expire:
+        for store in (keep, expire):
+            store.record("products", result, legacy, service)
+            assert store.flush()
+        assert len(keep.examples("products", group)) == 1
+        assert expire.examples("products", group) == []
+        assert expire.route_summaries()[0].mismatched == 1
+
+
 class _GatedBackend(SQLiteBackend):
     """SQLite whose writer thread cannot connect until the gate opens."""
 
@@ -205,6 +225,30 @@ def test_failed_writes_keep_counters_and_reconnect(
         (group,) = store.field_groups("products")
         assert group.count == 2
     assert "cannot connect" in caplog.text
+
+
+def test_queued_bodies_are_bounded_in_bytes(tmp_path: Path) -> None:
+    backend = _GatedBackend(tmp_path / "p.sqlite3")
+    result, legacy, service = mismatch()
+    budget = len(legacy.body) + len(service.body)
+    store = ParityStore(backend, max_queue_bytes=budget, flush_interval=0.05)
+    try:
+        assert store.record("products", result, legacy, service)
+        # Over the byte budget: still counted, but without its bodies.
+        assert store.record("products", result, legacy, service)
+        backend.gate.set()
+        assert store.flush()
+        assert store.route_summaries()[0].mismatched == 2
+        examples = store.examples("products", "body.results[*].price")
+        assert sorted(e.data["legacy"] is None for e in examples) == [False, True]
+        # Written items give their bytes back.
+        assert store.record("products", result, legacy, service)
+        assert store.flush()
+        examples = store.examples("products", "body.results[*].price", limit=10)
+        assert [e.data["legacy"] is None for e in examples].count(False) == 2
+    finally:
+        backend.gate.set()
+        store.close()
 
 
 def test_record_after_close_is_dropped_not_raised(tmp_path: Path) -> None:

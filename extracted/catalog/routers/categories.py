@@ -76,7 +76,7 @@ def get_category(slug: str, uow: Uow) -> dict[str, Any]:
 def create_category(staff: Staff, uow: Uow, data: Data) -> dict[str, Any]:
     """Create a category (staff)."""
     values = validate(data, category_fields(uow.session))
-    category = Category(description="", **values)
+    category = Category(**{"description": "", **values})
     uow.session.add(category)
     uow.session.flush()
     _emit(uow, category, "upserted")

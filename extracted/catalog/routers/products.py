@@ -149,14 +149,8 @@ def create_product(staff: Staff, uow: Uow, data: Data) -> dict[str, Any]:
     """Create a product (staff)."""
     values = validate(data, product_fields(uow.session))
     now = dt.datetime.now(dt.UTC)
-    product = Product(
-        description="",
-        currency="EUR",
-        is_active=True,
-        created_at=now,
-        updated_at=now,
-        **values,
-    )
+    defaults = {"description": "", "currency": "EUR", "is_active": True}
+    product = Product(created_at=now, updated_at=now, **{**defaults, **values})
     uow.session.add(product)
     uow.session.flush()
     _emit(uow, product, "upserted")
