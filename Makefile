@@ -4,7 +4,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 HOST ?= 127.0.0.1
-PORT ?= 8000
+PORT ?= 8080
+PLAN ?= migration_plans/00-all-legacy.yaml
 
 .PHONY: install demo test test-sqlite test-postgres lint format bench clean
 
@@ -16,10 +17,10 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+# Migrates and seeds the monolith (first run), then starts the monolith, the
+# extracted services and the proxy with the first tutorial plan. Ctrl-C stops all.
 demo: $(STAMP)
-	$(BIN)/python manage.py migrate --noinput
-	$(BIN)/python manage.py seed_shop --if-empty
-	$(BIN)/strangler demo --host $(HOST) --port $(PORT)
+	$(BIN)/strangler up --plan $(PLAN) --host $(HOST) --port $(PORT)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

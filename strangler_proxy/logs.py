@@ -165,4 +165,7 @@ def configure_logging(
     access = logging.getLogger("uvicorn.access")
     access.handlers.clear()
     access.propagate = False
+    # httpx logs every request at INFO; the health checker's polls would drown
+    # the proxy's own messages.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
     return handler

@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import signal
+import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -20,6 +23,7 @@ import pytest
 from strangler_proxy.outbox import MemoryOutbox
 from strangler_proxy.relay import Relay
 from strangler_proxy.sync import SyncConfig, load_sync, parse_sync
+from tests.support.processes import PYTHON, ROOT
 from tests.support.upstreams import ThreadedServer
 
 pytestmark = pytest.mark.anyio
@@ -454,3 +458,59 @@ async def test_monolith_changes_converge_in_the_real_catalog_service(
     assert cup.status_code == 200, cup.text
     assert (cup.json()["price"], cup.json()["category"]) == ("5.25", "tea")
     assert gone.status_code == 404, gone.text
+
+
+@pytest.mark.e2e
+def test_relay_process_delivers_until_sigterm(
+    tmp_path: Path, subscriber: tuple[Subscriber, ThreadedServer]
+) -> None:
+    app, server = subscriber
+    env = {
+        **os.environ,
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'monolith.sqlite3'}",
+        "MONOLITH_LOG_LEVEL": "WARNING",
+    }
+    manage = [PYTHON, str(ROOT / "manage.py")]
+    subprocess.run([*manage, "migrate", "-v0"], env=env, cwd=ROOT, check=True)
+    sync = tmp_path / "sync.yaml"
+    sync.write_text(
+        "relay: {poll: 0.05s}\n"
+        f"subscribers: {{catalog: {{url: '{server.url}', events: ['catalog.*']}}}}\n"
+    )
+    relay = subprocess.Popen(
+        [
+            PYTHON,
+            "-c",
+            "import sys; from strangler_proxy.cli import main; sys.exit(main())",
+            "relay",
+            "--sync",
+            str(sync),
+        ],
+        env=env,
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        script = (
+            "from legacy_monolith.catalog.models import Category, Product\n"
+            "c = Category.objects.create(name='Tea', slug='tea')\n"
+            "for i in range(3):\n"
+            "    Product.objects.create(sku=f'T-{i}', slug=f't-{i}', name='T',"
+            " category=c, price='1.00')\n"
+        )
+        subprocess.run([*manage, "shell", "-c", script], env=env, cwd=ROOT, check=True)
+        app.wait_for(lambda: len(app.applied) == 4, timeout=30)
+        relay.send_signal(signal.SIGTERM)
+        out, err = relay.communicate(timeout=15)
+    finally:
+        if relay.poll() is None:
+            relay.kill()
+            relay.communicate()
+    assert relay.returncode == 0, err
+    assert json.loads(out)["delivered"] == 4
+    assert {key[0] for key, _ in app.applied} == {
+        "catalog.category",
+        "catalog.product",
+    }

@@ -13,6 +13,7 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from extracted.chassis import Event, EventHandler
+from extracted.chassis.database import sync_id_sequence
 
 from .models import Category, Product
 
@@ -41,6 +42,7 @@ def upsert_category(session: Session, event: Event) -> None:
     category.description = p.get("description", "")
     session.add(category)
     session.flush()
+    sync_id_sequence(session, Category.__tablename__)
 
 
 def upsert_product(session: Session, event: Event) -> None:
@@ -58,6 +60,7 @@ def upsert_product(session: Session, event: Event) -> None:
     product.updated_at = _timestamp(p["updated_at"])
     session.add(product)
     session.flush()
+    sync_id_sequence(session, Product.__tablename__)
 
 
 def _deleter(model: type[Category] | type[Product]) -> EventHandler:

@@ -16,10 +16,11 @@ from alembic.config import Config
 from fastapi import Request
 from sqlalchemy import BigInteger, Engine, Integer, create_engine, event, text
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
+from sqlalchemy.sql import quoted_name
 
 from .context import current
 
-__all__ = ["ID", "Base", "Database", "UnitOfWork", "get_uow"]
+__all__ = ["ID", "Base", "Database", "UnitOfWork", "get_uow", "sync_id_sequence"]
 
 # Ids are BIGINT as in the monolith (Django's BigAutoField); SQLite only
 # autoincrements an INTEGER PRIMARY KEY.
@@ -105,3 +106,22 @@ class UnitOfWork:
 def get_uow(request: Request) -> Iterator[UnitOfWork]:
     """FastAPI dependency: a :class:`UnitOfWork` on the app's database."""
     yield from UnitOfWork.scope(request.app.state.database)
+
+
+def sync_id_sequence(session: Session, table: str) -> None:
+    """Move ``table``'s id sequence past the largest id (PostgreSQL only).
+
+    Rows copied from the monolith keep the monolith's ids, inserted explicitly,
+    which PostgreSQL sequences do not notice; without this the service's own
+    first insert would collide. SQLite derives the next id from the table.
+    """
+    if session.get_bind().dialect.name != "postgresql":
+        return
+    name = quoted_name(table, quote=True)
+    session.execute(
+        text(
+            "SELECT setval(pg_get_serial_sequence(:table, 'id'), "
+            f'(SELECT COALESCE(MAX(id), 1) FROM "{name}"))'
+        ),
+        {"table": table},
+    )
