@@ -98,9 +98,7 @@ def shadowed_routes(plan: Plan) -> list[Route]:
         route
         for route in plan.routes
         if route.service is not None
-        and (
-            route.mode == "shadow" or (route.mode == "canary" and route.shadow)
-        )
+        and (route.mode == "shadow" or (route.mode == "canary" and route.shadow))
     ]
 
 
@@ -175,6 +173,8 @@ class _Job:
     request_id: str
     client_ip: str
     scheme: str
+    done: bool = False
+    """An outcome was counted: cancelling the task now loses nothing."""
 
 
 class _TooLarge(Exception):
@@ -205,7 +205,7 @@ class ShadowDispatcher:
         self.store = store
         self.comparators = dict(comparators)
         self.options = options or ShadowOptions()
-        self._running: dict[asyncio.Task[None], str] = {}
+        self._running: dict[asyncio.Task[None], _Job] = {}
         self._queue: deque[_Job] = deque()
         self._counts: dict[tuple[str, str], int] = {}
         self.closed = False
@@ -324,7 +324,7 @@ class ShadowDispatcher:
 
     def _start(self, job: _Job) -> None:
         task = asyncio.get_running_loop().create_task(self._run(job))
-        self._running[task] = job.capture.route.name
+        self._running[task] = job
         task.add_done_callback(self._done)
 
     def _done(self, task: asyncio.Task[None]) -> None:
@@ -341,6 +341,7 @@ class ShadowDispatcher:
         except Exception:  # a shadow must never take anything else down
             logger.exception("shadow of %s %s failed", job.method, job.target)
             self._count(name, "error:internal")
+        job.done = True
 
     async def _shadow(self, job: _Job) -> None:
         capture = job.capture
@@ -484,9 +485,10 @@ class ShadowDispatcher:
         while self._queue:
             self._drop(self._queue.popleft().capture.route.name)
         tasks = list(self._running)
-        for task, route in self._running.items():
+        for task, job in self._running.items():
             task.cancel()
-            self._drop(route)
+            if not job.done:
+                self._drop(job.capture.route.name)
         if tasks:
             await asyncio.gather(*tasks, return_exceptions=True)
 
