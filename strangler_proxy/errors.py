@@ -67,6 +67,14 @@ def error_for_exception(exc: BaseException) -> ProxyError:
             kind="timeout",
         )
     if isinstance(exc, UpstreamUnavailable):
+        if _kind_of(exc) == "bulkhead_full":
+            # Not the upstream's failure: it is busy, and says so at once.
+            return ProxyError(
+                503,
+                "upstream_overloaded",
+                "the upstream has too many requests in flight",
+                kind="bulkhead_full",
+            )
         if _kind_of(exc) in ("breaker_open", "unhealthy"):
             return ProxyError(
                 503,

@@ -13,7 +13,12 @@ For each request :func:`forward`:
    plan's retry budget, falling back to the legacy upstream where the route
    says so;
 5. streams the response back; if the upstream dies mid-body the client sees a
-   truncated response (the connection is closed), never a complete one.
+   truncated response (the connection is closed), never a complete one;
+6. on a shadowed route, tees that response into the request's
+   :class:`~strangler_proxy.shadow.ShadowCapture` and, once the client has it
+   all, hands the mirror to the runtime's shadow dispatcher (never waited for).
+
+Client headers named ``X-Strangler-*`` are dropped: only the proxy sets them.
 
 The result of every request is a :class:`~strangler_proxy.records.RequestRecord`.
 """
@@ -57,6 +62,7 @@ __all__ = [
     "IDEMPOTENT_METHODS",
     "REPLAY_LIMIT",
     "BreakerOpen",
+    "BulkheadFull",
     "UpstreamDown",
     "forward",
 ]
@@ -92,13 +98,10 @@ class UpstreamDown(UpstreamUnavailable):
     kind: ClassVar[str] = "unhealthy"
 
 
-def _bulkhead_full() -> ProxyError:
-    return ProxyError(
-        503,
-        "upstream_overloaded",
-        "the upstream has too many requests in flight",
-        kind="bulkhead_full",
-    )
+class BulkheadFull(UpstreamUnavailable):
+    """The upstream's bulkhead is full: nothing was sent, so a fallback is safe."""
+
+    kind: ClassVar[str] = "bulkhead_full"
 
 
 class RequestBody:
@@ -552,7 +555,16 @@ async def _serve_within(
     lease: _Lease | None = None
     try:
         lease = await _send(
-            runtime, ex, scope, request, target, body, primary, route, timeouts
+            runtime,
+            ex,
+            scope,
+            request,
+            target,
+            body,
+            primary,
+            route,
+            timeouts,
+            alternative=fallback is not None and body.replayable,
         )
     except UpstreamError as exc:
         if fallback is None or not _falls_back(exc, idempotent, body):
@@ -579,7 +591,7 @@ async def _serve_within(
 def _falls_back(exc: UpstreamError, idempotent: bool, body: RequestBody) -> bool:
     if not body.replayable:
         return False
-    if isinstance(exc, (BreakerOpen, UpstreamDown, *_CONNECT_ERRORS)):
+    if isinstance(exc, (BreakerOpen, UpstreamDown, BulkheadFull, *_CONNECT_ERRORS)):
         return True
     return idempotent
 
@@ -594,8 +606,14 @@ async def _send(
     upstream: UpstreamRuntime,
     route: Route | None,
     timeouts: ResolvedTimeouts,
+    *,
+    alternative: bool = False,
 ) -> _Lease:
-    """One upstream, with the route's retries."""
+    """One upstream, with the route's retries.
+
+    ``alternative`` says whether another upstream could answer instead; only
+    then does a failed health check keep the request away from this one.
+    """
     policy = route.retries if route is not None else None
     read_timeout = timeouts.read
     if policy is not None and policy.per_try_timeout is not None:
@@ -628,6 +646,7 @@ async def _send(
                 lease = await _attempt(
                     ex,
                     upstream,
+                    alternative,
                     method,
                     target_str,
                     headers,
@@ -702,6 +721,7 @@ def _may_retry(
 async def _attempt(
     ex: _Exchange,
     upstream: UpstreamRuntime,
+    alternative: bool,
     method: str,
     target: str,
     headers: list[tuple[bytes, bytes]],
@@ -710,7 +730,11 @@ async def _attempt(
     read_timeout: float | None,
 ) -> _Lease:
     """One try against one upstream, through its health, breaker and bulkhead."""
-    if not upstream.available:
+    # As Envoy's panic threshold: a health check steers traffic to another
+    # upstream, but with nowhere else to go the request is tried anyway. A
+    # check that fails for its own reasons (a Host the upstream refuses, a
+    # broken health path) must not take the whole site down.
+    if alternative and not upstream.available:
         raise UpstreamDown("marked unhealthy by its health check", upstream.name)
     breaker = upstream.breaker
     if breaker is not None and not breaker.allow_request():
@@ -718,7 +742,7 @@ async def _attempt(
     if not upstream.bulkhead.try_acquire():
         if breaker is not None:
             breaker.release()
-        raise _bulkhead_full()
+        raise BulkheadFull("too many requests in flight", upstream.name)
     started = time.perf_counter()
     try:
         response = await upstream.transport.send(

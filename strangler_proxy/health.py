@@ -111,7 +111,8 @@ class HealthChecker:
                 timeout=self.config.timeout, trust_env=False, follow_redirects=False
             )
         try:
-            response = await self._client.get(self.url)
+            headers = {"host": self.config.host} if self.config.host else None
+            response = await self._client.get(self.url, headers=headers)
         except httpx.TimeoutException:
             return "timeout"
         except httpx.HTTPError as exc:

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -39,7 +39,13 @@ if TYPE_CHECKING:
     from .reload import ReloadHistory
     from .runtime import Runtime
 
-__all__ = ["BREAKER_STATES", "CONTENT_TYPE", "ProxyMetrics", "RuntimeCollector"]
+__all__ = [
+    "BREAKER_STATES",
+    "CONTENT_TYPE",
+    "ProxyMetrics",
+    "RuntimeCollector",
+    "shadow_metrics",
+]
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 
@@ -170,6 +176,36 @@ class ProxyMetrics:
         return generate_latest(self.registry)
 
 
+def shadow_metrics(stats: dict[str, Any]) -> Iterator[Metric]:
+    """Shadow counters from :meth:`ShadowDispatcher.stats`.
+
+    ``event`` is ``sent``, ``sampled_out``, ``dropped``, ``skipped`` (``reason``
+    says why), ``error`` (``reason``: the kind), ``matched``, ``mismatched``,
+    ``noise_only`` or ``noise_calls``; dropped and skipped count against the
+    route's coverage.
+    """
+    events = CounterMetricFamily(
+        "strangler_shadow_events",
+        "Shadowed requests by route, event and reason.",
+        labels=["route", "event", "reason"],
+    )
+    for route, counters in stats["routes"].items():
+        for key, value in counters.items():
+            event, _, reason = key.partition(":")
+            events.add_metric([route, event, reason], float(value))
+    yield events
+    yield GaugeMetricFamily(
+        "strangler_shadow_in_flight",
+        "Shadow requests running now.",
+        value=float(stats["in_flight"]),
+    )
+    yield GaugeMetricFamily(
+        "strangler_shadow_queued",
+        "Shadow requests waiting for a free slot.",
+        value=float(stats["queued"]),
+    )
+
+
 class RuntimeCollector(Collector):
     """Reads breakers, bulkheads, health and reloads when Prometheus scrapes."""
 
@@ -266,6 +302,8 @@ class RuntimeCollector(Collector):
         )
         budget.add_metric([], float(runtime.retry_budget.exhausted_total))
         yield budget
+        if runtime.shadow is not None:
+            yield from shadow_metrics(runtime.shadow.stats())
 
     def _reload_metrics(self, history: ReloadHistory) -> Iterator[Metric]:
         reloads = CounterMetricFamily(

@@ -226,6 +226,11 @@ class HealthCheckConfig(_Model):
         ge=1,
         description="Consecutive failing checks that mark the upstream unhealthy.",
     )
+    host: str | None = Field(
+        default=None,
+        description="`Host` header sent with each check, e.g. the public name "
+        "Django's ALLOWED_HOSTS accepts. Unset: the upstream URL's host:port.",
+    )
 
     @field_validator("path")
     @classmethod

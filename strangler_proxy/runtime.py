@@ -204,6 +204,7 @@ class Runtime:
             budget = previous.retry_budget
         else:
             budget = RetryBudget(budget_config)
+        shared = _shared_store(plan, previous, parity_store)
         runtime = cls(
             plan,
             upstreams,
@@ -211,21 +212,20 @@ class Runtime:
             source=source,
             version_hash=plan_hash(plan),
         )
-        runtime._build_shadow(previous, parity_store, shadow_options)
+        if shared is not None:
+            runtime._build_shadow(shared, previous, shadow_options)
         return runtime
 
     def _build_shadow(
         self,
+        shared: SharedStore,
         previous: Runtime | None,
-        parity_store: ParityStore | None,
         options: ShadowOptions | None,
     ) -> None:
         from .parity import Comparator
-        from .shadow import ShadowDispatcher, SharedStore, shadowed_routes
+        from .shadow import ShadowDispatcher, shadowed_routes
 
         routes = shadowed_routes(self.plan)
-        if not routes:
-            return
         old = previous.shadow if previous is not None else None
         comparators = {}
         for route in routes:
@@ -235,12 +235,6 @@ class Runtime:
                 comparators[route.name] = kept
             else:
                 comparators[route.name] = Comparator(route.parity)
-        if parity_store is not None:
-            shared = SharedStore(parity_store, owned=False)
-        elif previous is not None and previous._shared_store is not None:
-            shared = previous._shared_store
-        else:
-            shared = SharedStore.open()
         self._shared_store = shared
         self.shadow = ShadowDispatcher(
             self.upstreams,
@@ -248,6 +242,7 @@ class Runtime:
             shared.acquire(),
             comparators,
             options if options is not None or old is None else old.options,
+            counts=old.counts if old is not None else None,
         )
 
     async def start(self) -> None:
@@ -296,6 +291,24 @@ class Runtime:
         except RuntimeError:
             return  # no loop: nothing was started, nothing to close
         self._close_task = loop.create_task(self.aclose())
+
+
+def _shared_store(
+    plan: Plan, previous: Runtime | None, parity_store: ParityStore | None
+) -> SharedStore | None:
+    """The parity store for a plan's shadowed routes; None without any."""
+    from .shadow import SharedStore, shadowed_routes
+
+    if not shadowed_routes(plan):
+        return None
+    if parity_store is not None:
+        return SharedStore(parity_store, owned=False)
+    if previous is not None and previous._shared_store is not None:
+        return previous._shared_store
+    try:
+        return SharedStore.open()
+    except Exception as exc:
+        raise PlanError("the parity store cannot be opened", [str(exc)]) from exc
 
 
 def _check_references(plan: Plan) -> None:

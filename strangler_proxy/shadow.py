@@ -98,7 +98,10 @@ def shadowed_routes(plan: Plan) -> list[Route]:
         route
         for route in plan.routes
         if route.service is not None
-        and (route.mode == "shadow" or (route.mode == "canary" and route.shadow))
+        and (
+            route.mode == "shadow"
+            or (route.mode == "canary" and route.shadow is not None)
+        )
     ]
 
 
@@ -199,6 +202,7 @@ class ShadowDispatcher:
         store: ParityStore,
         comparators: Mapping[str, Comparator],
         options: ShadowOptions | None = None,
+        counts: dict[tuple[str, str], int] | None = None,
     ) -> None:
         self.upstreams = upstreams
         self.policy = policy
@@ -207,7 +211,9 @@ class ShadowDispatcher:
         self.options = options or ShadowOptions()
         self._running: dict[asyncio.Task[None], _Job] = {}
         self._queue: deque[_Job] = deque()
-        self._counts: dict[tuple[str, str], int] = {}
+        # Shared with the dispatcher of the runtime this one replaced, so the
+        # counters stay monotonic across plan reloads.
+        self.counts: dict[tuple[str, str], int] = {} if counts is None else counts
         self.closed = False
 
     # -- on the hot path: cheap, synchronous, never raising --------------------
@@ -297,7 +303,7 @@ class ShadowDispatcher:
     # -- bookkeeping ----------------------------------------------------------
 
     def _count(self, route: str, key: str) -> None:
-        self._counts[(route, key)] = self._counts.get((route, key), 0) + 1
+        self.counts[(route, key)] = self.counts.get((route, key), 0) + 1
 
     def _skip(self, route: str, reason: str) -> None:
         self._count(route, f"skipped:{reason}")
@@ -312,7 +318,7 @@ class ShadowDispatcher:
         ``skipped:<reason>``, ``error:<kind>``, ``matched``, ``mismatched``,
         ``noise_only``) plus the jobs running and queued now."""
         routes: dict[str, dict[str, int]] = {}
-        for (route, key), value in sorted(self._counts.items()):
+        for (route, key), value in sorted(self.counts.items()):
             routes.setdefault(route, {})[key] = value
         return {
             "in_flight": len(self._running),

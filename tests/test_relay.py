@@ -514,3 +514,30 @@ def test_relay_process_delivers_until_sigterm(
         "catalog.category",
         "catalog.product",
     }
+
+
+@pytest.mark.django_db
+def test_parked_and_replay_commands(capsys: pytest.CaptureFixture[str]) -> None:
+    from legacy_monolith.catalog.models import Category
+    from legacy_monolith.outbox import delivery
+    from strangler_proxy.cli import main
+
+    Category.objects.create(name="Tea", slug="tea")
+    [(event, _)] = delivery.next_batch("catalog", ["catalog.*"], 10)
+    event_id = str(event["event_id"])
+    delivery.mark_failed("catalog", event_id, "error: bad row", None)
+
+    assert main(["relay", "parked", "--json"]) == 0
+    [row] = json.loads(capsys.readouterr().out)
+    assert (row["event_id"], row["subscriber"], row["attempts"]) == (
+        event_id,
+        "catalog",
+        1,
+    )
+    assert row["last_error"] == "error: bad row"
+
+    assert main(["relay", "replay", event_id]) == 0
+    assert main(["relay", "parked"]) == 0
+    assert "no parked events" in capsys.readouterr().out
+    assert delivery.next_batch("catalog", ["catalog.*"], 10)[0][1] == 0
+    assert main(["relay", "replay", "00000000-0000-0000-0000-000000000000"]) == 1

@@ -15,6 +15,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
+from starlette.routing import Match
 
 from .rendering import DRFJSONResponse
 
@@ -80,8 +81,29 @@ async def _api_error(request: Request, exc: Exception) -> Response:
     return DRFJSONResponse(exc.body, status_code=exc.status_code, headers=exc.headers)
 
 
+def _slash_redirect(request: Request) -> Response | None:
+    """Django's ``APPEND_SLASH``: 301 to ``path/`` when only that would match."""
+    path = request.scope["path"]
+    if path.endswith("/"):
+        return None
+    scope = {**request.scope, "path": path + "/"}
+    if not any(
+        route.matches(scope)[0] != Match.NONE for route in request.app.router.routes
+    ):
+        return None
+    query = request.scope.get("query_string", b"").decode("latin-1")
+    location = path + "/" + (f"?{query}" if query else "")
+    return Response(
+        status_code=301,
+        headers={"Location": location},
+        media_type="text/html; charset=utf-8",
+    )
+
+
 async def _http_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, StarletteHTTPException)
+    if exc.status_code == 404 and (redirect := _slash_redirect(request)):
+        return redirect
     if exc.status_code == 404:
         body: dict[str, Any] = {"detail": "Not found."}
     elif exc.status_code == 405:

@@ -26,6 +26,7 @@ __all__ = [
     "DecimalField",
     "Field",
     "FieldError",
+    "IntegerField",
     "RegexField",
     "SlugField",
     "request_data",
@@ -39,11 +40,11 @@ _EMPTY = object()
 
 
 class FieldError(Exception):
-    """A field's messages; raised by :meth:`Field.to_internal`."""
+    """A field's messages (or, for a nested field, its error mapping)."""
 
-    def __init__(self, *messages: str) -> None:
+    def __init__(self, *messages: str, detail: Any = None) -> None:
         super().__init__(*messages)
-        self.messages = list(messages)
+        self.messages: Any = list(messages) if detail is None else detail
 
 
 @dataclass
@@ -150,6 +151,43 @@ class BooleanField(Field):
 
 
 @dataclass
+class IntegerField(Field):
+    """DRF's ``IntegerField``: ``"7"`` and ``7.0`` are 7, ``7.5`` is invalid."""
+
+    min_value: int | None = None
+    max_value: int | None = None
+
+    def to_internal(self, value: Any) -> Any:
+        if isinstance(value, str) and len(value) > 1000:
+            raise FieldError("String value too large.")
+        try:
+            return int(re.sub(r"\.0*\s*$", "", str(value)))
+        except ValueError:
+            raise FieldError("A valid integer is required.") from None
+
+    def all_validators(self) -> list[Validator]:
+        validators = list(self.validators)
+        low, high = self.min_value, self.max_value
+        if high is not None:
+            validators.append(
+                lambda v: (
+                    f"Ensure this value is less than or equal to {high}."
+                    if v > high
+                    else None
+                )
+            )
+        if low is not None:
+            validators.append(
+                lambda v: (
+                    f"Ensure this value is greater than or equal to {low}."
+                    if v < low
+                    else None
+                )
+            )
+        return validators
+
+
+@dataclass
 class DecimalField(Field):
     """DRF's ``DecimalField``: precision checked, then quantized."""
 
@@ -232,7 +270,7 @@ def validate(
             }
         )
     data: dict[str, Any] = {}
-    errors: dict[str, list[str]] = {}
+    errors: dict[str, Any] = {}
     for item in fields:
         value = body.get(item.name, _EMPTY)
         if value is _EMPTY:

@@ -10,9 +10,11 @@ from decimal import Decimal
 
 import pytest
 from django.db import IntegrityError, connection, connections, transaction
+from django.test import Client
 from django.utils import timezone
 from rest_framework.test import APIClient
 
+from legacy_monolith.accounts.models import User
 from legacy_monolith.catalog.models import Category, Product
 from legacy_monolith.inventory import services
 from legacy_monolith.inventory.models import StockLevel, Warehouse
@@ -301,3 +303,25 @@ def test_concurrent_changes_get_unique_consecutive_sequences(
         sequences = [e.sequence for e in events(*aggregate)]
         assert sequences == list(range(1, len(sequences) + 1))
     assert len(events("test.race", "shared-new")) == 30
+
+
+def test_admin_writes_record_events(
+    client: Client, staff_user: User, category: Category
+) -> None:
+    staff_user.is_superuser = True
+    staff_user.save()
+    client.force_login(staff_user)
+    r = client.post(
+        f"/admin/catalog/category/{category.pk}/change/",
+        {"name": "Kitchenware", "slug": "kitchen", "description": ""},
+    )
+    assert r.status_code == 302, r.content
+    r = client.post(f"/admin/catalog/category/{category.pk}/delete/", {"post": "yes"})
+    assert r.status_code == 302, r.content
+
+    recorded = events("catalog.category", category.pk)
+    assert [e.type for e in recorded][-2:] == [
+        "catalog.category.upserted",
+        "catalog.category.deleted",
+    ]
+    assert recorded[-2].payload["name"] == "Kitchenware"

@@ -664,16 +664,39 @@ async def test_unhealthy_service_is_skipped_for_legacy(
         assert (response.status_code, response.content) == (200, b"service")
 
 
-async def test_unhealthy_upstream_without_fallback_is_503(svc: FaultyServer) -> None:
+async def test_unhealthy_upstream_without_fallback_is_still_tried(
+    svc: FaultyServer,
+) -> None:
+    # Envoy's panic routing: with nowhere else to send it, the request goes to
+    # the upstream the health check marked down. A health check that fails for
+    # its own reasons (ALLOWED_HOSTS refusing the checker's Host, say) must not
+    # turn the whole site into 503s.
     svc.set("/health", Respond(500))
+    svc.set("/x", Respond(200, b"still here"))
     health = {"path": "/health", "interval": 0.05, "unhealthy_threshold": 1}
     async with served(**one_upstream(svc.url, health=health)) as (proxy, client):
         checker = proxy.upstream("svc").health
         assert checker is not None
         await until(lambda: not checker.healthy)
         response = await client.get("/x")
-        assert response.status_code == 503, response.text
-        assert svc.hits("/x") == 0
+        assert (response.status_code, response.content) == (200, b"still here")
+        assert svc.hits("/x") == 1
+
+
+async def test_full_bulkhead_falls_back_to_legacy(
+    svc: FaultyServer, legacy: FaultyServer
+) -> None:
+    # Nothing reached the service, so the monolith may answer even a POST.
+    svc.set("/api/products", Hang())
+    plan = cutover(svc.url, legacy.url, svc_options={"max_concurrency": 1})
+    async with served(**plan) as (proxy, client):
+        held = asyncio.ensure_future(client.get("/api/products"))
+        await svc.await_for(lambda s: s.hung == 1)
+        response = await client.post("/api/products", content=b"{}")
+        assert (response.status_code, response.content) == (200, b"legacy")
+        record = await proxy.record()
+        assert record.fallback and record.upstream == "legacy"
+        held.cancel()
 
 
 # -- the client goes away -----------------------------------------------------

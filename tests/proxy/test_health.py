@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -110,3 +111,31 @@ async def test_start_polls_in_background_and_stop_ends_it(
     assert task.cancelled()
     assert health._client is None
     await health.stop()  # idempotent
+
+
+@pytest.mark.parametrize(
+    ("host", "expected"),
+    [(None, "127.0.0.1:{port}"), ("shop.example.com", "shop.example.com")],
+)
+async def test_checks_send_the_configured_host(host: str | None, expected: str) -> None:
+    # Django answers 400 to a Host outside ALLOWED_HOSTS: the check must be able
+    # to send the public name the monolith accepts.
+    from tests.support.upstreams import serve
+
+    seen: list[str] = []
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        seen.append(dict(scope["headers"])[b"host"].decode())
+        await send({"type": "http.response.start", "status": 204, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    with serve(app) as server:
+        health = checker(server.url, host=host)
+        try:
+            assert await health.check_once()
+        finally:
+            await health.stop()
+        port = server.url.rsplit(":", 1)[1]
+        assert seen == [expected.format(port=port)]

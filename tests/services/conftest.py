@@ -8,12 +8,16 @@ file (migrated at startup, as in production); ``staff`` and ``customer`` are
 
 from __future__ import annotations
 
+import uuid
 import warnings
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
 from starlette.exceptions import StarletteDeprecationWarning
 
 with warnings.catch_warnings():
@@ -33,6 +37,37 @@ Ingest = Callable[..., list[str]]
 
 def catalog_settings(database_url: str) -> ServiceSettings:
     return ServiceSettings(name="catalog", database_url=database_url, port=8101)
+
+
+@contextmanager
+def postgres_database(server_url: str) -> Iterator[str]:
+    """A new, uniquely named database on ``server_url``, dropped afterwards."""
+    # psycopg 3 is the driver installed; plain postgresql:// would mean psycopg2.
+    server = (
+        make_url(server_url)
+        .set(drivername="postgresql+psycopg")
+        .render_as_string(hide_password=False)
+    )
+    name = f"test_catalog_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(server, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
+        yield make_url(server).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def service_db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """The service's database: SQLite, and PostgreSQL when one is configured."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'catalog.sqlite3'}"
+        return
+    with postgres_database(request.getfixturevalue("require_postgres")) as url:
+        yield url
 
 
 @pytest.fixture

@@ -15,7 +15,6 @@ import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -36,6 +35,9 @@ WORDS = [
 
 WHO = ("anon", "customer", "staff")
 
+# (status, body bytes, WWW-Authenticate, Location)
+Answer = tuple[int, bytes, str | None, str | None]
+
 
 @dataclass
 class Twins:
@@ -47,8 +49,8 @@ class Twins:
 
     def call(
         self, who: str, method: str, path: str, body: Any = None
-    ) -> tuple[tuple[int, bytes, str | None], tuple[int, bytes, str | None]]:
-        """(status, body, WWW-Authenticate) from the monolith, then the service."""
+    ) -> tuple[Answer, Answer]:
+        """The monolith's answer, then the service's."""
         data = None if body is None else json.dumps(body)
         extra = {}
         headers = {}
@@ -65,17 +67,20 @@ class Twins:
             path,
             content=data,
             headers={**headers, "content-type": "application/json"},
+            follow_redirects=False,
         )
         return (
             (
                 legacy.status_code,
                 legacy.content,
                 legacy.headers.get("WWW-Authenticate"),
+                legacy.headers.get("Location"),
             ),
             (
                 service.status_code,
                 service.content,
                 service.headers.get("www-authenticate"),
+                service.headers.get("location"),
             ),
         )
 
@@ -100,7 +105,7 @@ def _seed_monolith() -> None:
 
 
 @pytest.fixture
-def twins(db: None, tmp_path: Path) -> Iterator[Twins]:
+def twins(db: None, service_db: str) -> Iterator[Twins]:
     tokens = {}
     for name, staff in [("customer", False), ("staff", True)]:
         user = User.objects.create_user(username=name, password="x", is_staff=staff)
@@ -113,8 +118,7 @@ def twins(db: None, tmp_path: Path) -> Iterator[Twins]:
         ).order_by("id")
     ]
     assert len(envelopes) == 3 + len(WORDS)
-    url = f"sqlite:///{tmp_path / 'catalog.sqlite3'}"
-    with TestClient(create_app(catalog_settings(url))) as service:
+    with TestClient(create_app(catalog_settings(service_db))) as service:
         response = service.post("/internal/events", json={"events": envelopes})
         assert response.status_code == 200, response.text
         statuses = {r["status"] for r in response.json()["results"]}
@@ -175,6 +179,25 @@ def test_reads_match_the_monolith(twins: Twins, who: str) -> None:
             mismatches.append((path, legacy, service))
     assert mismatches == []
     assert seen == {200, 400, 404}
+
+
+OTHER_REQUESTS = [
+    ("HEAD", "/api/products/"),
+    ("HEAD", "/api/products/?page=2&page_size=3"),
+    ("HEAD", "/api/products/999/"),
+    ("GET", "/api/products?page=2&page_size=3"),
+    ("GET", "/api/products/1"),
+    ("POST", "/api/categories"),
+    ("GET", "/api/unknown"),
+]
+
+
+@pytest.mark.parametrize(("method", "path"), OTHER_REQUESTS)
+def test_redirects_and_head_match_the_monolith(
+    twins: Twins, method: str, path: str
+) -> None:
+    legacy, service = twins.call("anon", method, path)
+    assert legacy == service
 
 
 def _masked(content: bytes) -> Any:

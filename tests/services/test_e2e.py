@@ -31,8 +31,7 @@ def test_uvicorn_factory_serves_migrates_and_ingests(tmp_path: Path) -> None:
         f"{base}/ready",
         env={"CATALOG_DATABASE_URL": f"sqlite:///{tmp_path / 'catalog.sqlite3'}"},
     )
-    server.start()
-    try:
+    with server:
         batch = {
             "events": [
                 event("catalog.category", 1, 1, category_payload(1, "kitchen")),
@@ -50,9 +49,8 @@ def test_uvicorn_factory_serves_migrates_and_ingests(tmp_path: Path) -> None:
             assert listing.headers["X-Request-ID"] == "e2e-1"
             assert listing.json()["count"] == 1
             assert listing.json()["results"][0]["price"] == "12.50"
-    finally:
         code = server.stop()
-    # uvicorn re-raises SIGTERM after a graceful shutdown.
-    assert code in (0, -15), server.output()
-    assert "Application shutdown complete." in server.output()
-    assert '"request_id": "e2e-1"' in server.output()
+        # uvicorn re-raises SIGTERM after a graceful shutdown.
+        assert code in (0, -15), server.output()
+        assert "Application shutdown complete." in server.output()
+        assert '"request_id": "e2e-1"' in server.output()

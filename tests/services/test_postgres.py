@@ -6,43 +6,23 @@ Each test creates its own uniquely named database on the server given by
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
 
 from extracted.catalog.app import create_app
-from tests.services.conftest import STAFF, catalog_settings
+from tests.services.conftest import STAFF, catalog_settings, postgres_database
 from tests.services.factories import category_payload, event, product_payload
 
 pytestmark = pytest.mark.postgres
 
 
-def _sqlalchemy_url(url: str) -> str:
-    # psycopg 3 is the driver installed; plain postgresql:// would mean psycopg2.
-    parsed = make_url(url).set(drivername="postgresql+psycopg")
-    return parsed.render_as_string(hide_password=False)
-
-
 @pytest.fixture
 def pg_catalog(require_postgres: str) -> Iterator[TestClient]:
-    server = _sqlalchemy_url(require_postgres)
-    name = f"test_catalog_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(server, isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as conn:
-            conn.execute(text(f'CREATE DATABASE "{name}"'))
-        url = make_url(server).set(database=name).render_as_string(hide_password=False)
+    with postgres_database(require_postgres) as url:
         with TestClient(create_app(catalog_settings(url))) as client:
             yield client
-            client.app.state.database.dispose()  # type: ignore[attr-defined]
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
 
 
 def test_catalog_on_postgres(pg_catalog: TestClient) -> None:

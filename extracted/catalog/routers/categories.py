@@ -52,7 +52,7 @@ def _emit(uow: UnitOfWork, category: Category, kind: str) -> None:
     )
 
 
-@router.get("/")
+@router.api_route("/", methods=["GET", "HEAD"])
 def list_categories(request: Request, uow: Uow) -> dict[str, Any]:
     """Categories by name, then id; paginated."""
     session = uow.session
@@ -66,7 +66,7 @@ def list_categories(request: Request, uow: Uow) -> dict[str, Any]:
     )
 
 
-@router.get("/{slug}/")
+@router.api_route("/{slug}/", methods=["GET", "HEAD"])
 def get_category(slug: str, uow: Uow) -> dict[str, Any]:
     """One category by slug."""
     return category_json(_get(uow, slug))

@@ -124,7 +124,7 @@ def _emit(uow: UnitOfWork, product: Product, kind: str) -> None:
     )
 
 
-@router.get("/")
+@router.api_route("/", methods=["GET", "HEAD"])
 def list_products(request: Request, caller: Caller, uow: Uow) -> dict[str, Any]:
     """Products filtered by ``category``, ``active``, ``q``; sorted by ``ordering``."""
     session = uow.session
@@ -138,7 +138,7 @@ def list_products(request: Request, caller: Caller, uow: Uow) -> dict[str, Any]:
     )
 
 
-@router.get("/{pk}/")
+@router.api_route("/{pk}/", methods=["GET", "HEAD"])
 def get_product(pk: str, caller: Caller, uow: Uow) -> dict[str, Any]:
     """One product; inactive ones are 404 for non-staff callers."""
     return product_json(_get(uow, caller, pk))
