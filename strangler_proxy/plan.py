@@ -507,7 +507,7 @@ class Route(_Model):
     )
     retries: RetryPolicy | None = Field(
         default=None,
-        description="Retry policy for this route. Unset: the built-in policy.",
+        description="Retry policy for this route. Unset: no retries (as Envoy).",
     )
     owner: str | None = Field(
         default=None, description="Team or person responsible for the route."
