@@ -516,7 +516,7 @@ def test_relay_process_delivers_until_sigterm(
     }
 
 
-@pytest.mark.django_db
+@pytest.mark.django_db(transaction=True)  # the commands close old connections
 def test_parked_and_replay_commands(capsys: pytest.CaptureFixture[str]) -> None:
     from legacy_monolith.catalog.models import Category
     from legacy_monolith.outbox import delivery

@@ -75,22 +75,28 @@ def twins(db: None, service_db: str) -> Iterator[Twins]:
         statuses = {r["status"] for r in response.json()["results"]}
         # Categories are not inventory's business: ignored, not failed.
         assert statuses == {"applied", "ignored"}, response.text
-        yield Twins(monolith=Client(), service=service, tokens=tokens)
+        first = {
+            "p": Product.objects.order_by("id").values_list("id")[0][0],
+            "w": houses[0].pk,
+            "s": LegacyStock.objects.order_by("id").values_list("id")[0][0],
+        }
+        offsets = {kind: value - 1 for kind, value in first.items()}
+        yield Twins(monolith=Client(), service=service, tokens=tokens, offsets=offsets)
 
 
 READS = [
-    "/api/products/1/availability/",
-    "/api/products/5/availability/",
-    "/api/products/99/availability/",
+    "/api/products/<p:1>/availability/",
+    "/api/products/<p:5>/availability/",
+    "/api/products/999999/availability/",
     "/api/products/abc/availability/",
     "/api/stock/",
     "/api/stock/?page_size=4&page=2",
-    "/api/stock/?product=3",
+    "/api/stock/?product=<p:3>",
     "/api/stock/?product=x",
     "/api/stock/?warehouse=AMS",
-    "/api/stock/?warehouse=AMS&product=2",
-    "/api/stock/1/",
-    "/api/stock/999/",
+    "/api/stock/?warehouse=AMS&product=<p:2>",
+    "/api/stock/<s:1>/",
+    "/api/stock/999999/",
     "/api/stock/abc/",
 ]
 
@@ -105,31 +111,55 @@ def test_inventory_reads_match_the_monolith(twins: Twins, who: str) -> None:
     assert mismatches == []
 
 
-ALLOC = {"warehouse_id": 3, "product_id": 6, "quantity": 1}
+ALLOC = {"warehouse_id": "<w:3>", "product_id": "<p:6>", "quantity": 1}
 
 WRITES: list[tuple[str, str, Any]] = [
-    ("anon", "/api/stock/reserve/", {"product": 1, "quantity": 1}),
-    ("customer", "/api/stock/reserve/", {"product": 1, "quantity": 1}),
+    ("anon", "/api/stock/reserve/", {"product": "<p:1>", "quantity": 1}),
+    ("customer", "/api/stock/reserve/", {"product": "<p:1>", "quantity": 1}),
     ("staff", "/api/stock/reserve/", {}),
-    ("staff", "/api/stock/reserve/", {"product": 99, "quantity": 0}),
+    ("staff", "/api/stock/reserve/", {"product": 999999, "quantity": 0}),
     ("staff", "/api/stock/reserve/", {"product": "x", "quantity": 10001}),
     ("staff", "/api/stock/reserve/", {"product": True, "quantity": "2.5"}),
-    ("staff", "/api/stock/reserve/", {"product": 7, "quantity": 1000}),
-    ("staff", "/api/stock/reserve/", {"product": "7", "quantity": "9.0"}),
-    ("staff", "/api/stock/reserve/", {"product": 7, "quantity": 12}),
-    ("staff", "/api/products/7/availability/", None),
+    ("staff", "/api/stock/reserve/", {"product": "<p:7>", "quantity": 1000}),
+    ("staff", "/api/stock/reserve/", {"product": "<p:7>", "quantity": "9.0"}),
+    ("staff", "/api/stock/reserve/", {"product": "<p:7>", "quantity": 12}),
+    ("staff", "/api/products/<p:7>/availability/", None),
     ("staff", "/api/stock/release/", {}),
     ("staff", "/api/stock/release/", {"allocations": []}),
     ("staff", "/api/stock/release/", {"allocations": {"a": 1}}),
     ("staff", "/api/stock/release/", {"allocations": [ALLOC, {"quantity": 0}, 3]}),
     ("staff", "/api/stock/release/", {"allocations": [{**ALLOC, "quantity": 99}]}),
-    ("staff", "/api/stock/release/", {"allocations": [{**ALLOC, "warehouse_id": 9}]}),
+    (
+        "staff",
+        "/api/stock/release/",
+        {"allocations": [{**ALLOC, "warehouse_id": 999999}]},
+    ),
     ("staff", "/api/stock/release/", {"allocations": [ALLOC]}),
-    ("staff", "/api/stock/adjust/", {"product": 1, "warehouse": "XXX", "delta": 0}),
-    ("staff", "/api/stock/adjust/", {"product": 1, "warehouse": "AMS", "delta": 0}),
-    ("staff", "/api/stock/adjust/", {"product": 2, "warehouse": "AMS", "delta": -50}),
-    ("staff", "/api/stock/adjust/", {"product": 2, "warehouse": "BER", "delta": 5}),
-    ("staff", "/api/stock/adjust/", {"product": 3, "warehouse": "", "delta": "x"}),
+    (
+        "staff",
+        "/api/stock/adjust/",
+        {"product": "<p:1>", "warehouse": "XXX", "delta": 0},
+    ),
+    (
+        "staff",
+        "/api/stock/adjust/",
+        {"product": "<p:1>", "warehouse": "AMS", "delta": 0},
+    ),
+    (
+        "staff",
+        "/api/stock/adjust/",
+        {"product": "<p:2>", "warehouse": "AMS", "delta": -50},
+    ),
+    (
+        "staff",
+        "/api/stock/adjust/",
+        {"product": "<p:2>", "warehouse": "BER", "delta": 5},
+    ),
+    (
+        "staff",
+        "/api/stock/adjust/",
+        {"product": "<p:3>", "warehouse": "", "delta": "x"},
+    ),
     ("staff", "/api/stock/", None),
 ]
 
