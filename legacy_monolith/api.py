@@ -21,6 +21,8 @@ from rest_framework.permissions import SAFE_METHODS, BasePermission
 from rest_framework.response import Response
 from rest_framework.views import exception_handler as drf_exception_handler
 
+from .outbox.ownership import NotOwner
+
 __all__ = [
     "IsStaff",
     "IsStaffOrReadOnly",
@@ -74,7 +76,12 @@ def parse_bool_param(params: Any, name: str) -> bool | None:
 
 
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
-    """DRF's handler, plus deleting a referenced row answers 409, not 500."""
+    """DRF's handler, plus deleting a referenced row, or writing an entity a
+    service owns (:class:`~.outbox.ownership.NotOwner`), answers 409, not 500."""
+    if isinstance(exc, NotOwner):
+        return Response(
+            {"detail": str(exc), "code": exc.code}, status=status.HTTP_409_CONFLICT
+        )
     if isinstance(exc, ProtectedError):
         return Response(
             {

@@ -12,6 +12,7 @@ from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView
 
 from .core import health
+from .outbox.ingest import ingest_events
 
 api_urlpatterns = [
     path("", include("legacy_monolith.accounts.urls")),
@@ -26,6 +27,8 @@ api_urlpatterns = [
 urlpatterns = [
     path("health", health.health, name="health"),
     path("ready", health.ready, name="ready"),
+    # Events of the services that own an entity (docs/reference/reconcile.md).
+    path("internal/events", ingest_events, name="internal-events"),
     path("admin/", admin.site.urls),
     path("accounts/", include("legacy_monolith.accounts.html_urls")),
     path("api/", include(api_urlpatterns)),

@@ -42,6 +42,8 @@ __all__ = [
     "CanaryConfig",
     "CircuitBreakerConfig",
     "HealthCheckConfig",
+    "IdentityConfig",
+    "IdentityResolverConfig",
     "Limits",
     "Match",
     "Plan",
@@ -52,6 +54,7 @@ __all__ = [
     "ShadowConfig",
     "Timeouts",
     "UpstreamConfig",
+    "UpstreamIdentity",
     "load_plan",
     "parse_plan",
     "plan_json_schema",
@@ -244,6 +247,75 @@ def _health_shorthand(value: Any) -> Any:
     return {"path": value} if isinstance(value, str) else value
 
 
+class UpstreamIdentity(_Model):
+    """The signed caller identity an upstream wants from the proxy."""
+
+    audience: str = Field(
+        description="`aud` of the tokens minted for this upstream: the service's "
+        "name, as it verifies it (e.g. `catalog`)."
+    )
+
+
+class IdentityResolverConfig(_Model):
+    """How the proxy learns who the caller is: the monolith's `/api/me/`."""
+
+    upstream: str | None = Field(
+        default=None,
+        description="Upstream that authenticates callers (its session cookie and "
+        "`Authorization: Token`). Unset: the plan's `default`.",
+    )
+    path: str = Field(
+        default="/api/me/",
+        description="Path answering 200 `{id, is_staff}` for an authenticated "
+        "caller.",
+    )
+    timeout: Duration = Field(
+        default=2.0, description="Time allowed for one resolver call."
+    )
+    cache_ttl: Duration = Field(
+        default=30.0,
+        description="How long a resolved caller is remembered (keyed by a hash "
+        "of the credentials; failures are not cached). 0: no cache.",
+    )
+    cache_size: int = Field(
+        default=10000, ge=1, description="Most callers remembered at once (LRU)."
+    )
+    session_cookie: str = Field(
+        default="sessionid", description="Name of the monolith's session cookie."
+    )
+    csrf_cookie: str = Field(
+        default="csrftoken",
+        description="Name of the monolith's CSRF cookie: unsafe requests "
+        "authenticated by the session cookie must send it back in `X-CSRFToken`.",
+    )
+
+
+class IdentityConfig(_Model):
+    """Identity at the edge: tokens the proxy mints for upstreams that want one."""
+
+    issuer: str = Field(
+        default="strangler-proxy", description="`iss` of the tokens minted."
+    )
+    signing_key: str | None = Field(
+        default=None,
+        description="Ed25519 private key (PEM) signing the tokens. Unset: "
+        "`$STRANGLER_KEYS_DIR/proxy.ed25519.pem` (default `var/keys/`), "
+        "generated on first run.",
+    )
+    jwks: str | None = Field(
+        default=None,
+        description="JWKS file a generated key's public half is added to. Unset: "
+        "`$STRANGLER_IDENTITY_JWKS`, else `<keys dir>/jwks.json`.",
+    )
+    token_ttl: Duration = Field(
+        default=60.0, description="Lifetime of a minted token."
+    )
+    resolver: IdentityResolverConfig = Field(
+        default=IdentityResolverConfig(),
+        description="Where the caller's session or token is checked.",
+    )
+
+
 class UpstreamConfig(_Model):
     """A backend the proxy forwards to: the monolith or an extracted service."""
 
@@ -278,6 +350,11 @@ class UpstreamConfig(_Model):
         default=None,
         description="Host header sent to this upstream: the client's (`preserve`) "
         "or this upstream's host (`rewrite`). Unset: `proxy.host`.",
+    )
+    identity: UpstreamIdentity | None = Field(
+        default=None,
+        description="Pass this upstream a signed token of the caller "
+        "(`X-Strangler-Identity`). Unset: none.",
     )
 
     @field_validator("url")
@@ -626,6 +703,11 @@ class Plan(_Model):
     )
     proxy: ProxyConfig = Field(
         default=ProxyConfig(), description="Settings of the proxy as a whole."
+    )
+    identity: IdentityConfig = Field(
+        default=IdentityConfig(),
+        description="Signing and resolving caller identity, for upstreams that "
+        "declare `identity`.",
     )
 
     @field_validator("upstreams")

@@ -30,6 +30,7 @@ from .plan import Duration
 
 __all__ = [
     "Backoff",
+    "Ownership",
     "RelaySettings",
     "Subscriber",
     "SyncConfig",
@@ -125,12 +126,62 @@ class Subscriber(_Model):
         return any(matches(p, event_type) for p in self.events)
 
 
+class Ownership(_Model):
+    """Which service writes which aggregate types (the ownership flip).
+
+    ``owners`` maps an aggregate type to the subscriber that now owns it;
+    types not listed belong to the monolith. The owner's outbox is relayed to
+    the monolith's ingest at ``monolith`` + ``path`` (``strangler ownership``).
+    """
+
+    monolith: str = "http://127.0.0.1:8000"
+    path: str = "/internal/events"
+    owners: dict[str, str] = {}
+
+    @field_validator("monolith")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        return Subscriber._http_url(value)
+
+    @field_validator("path")
+    @classmethod
+    def _absolute(cls, value: str) -> str:
+        return Subscriber._absolute(value)
+
+    @field_validator("owners")
+    @classmethod
+    def _aggregate_types(cls, value: dict[str, str]) -> dict[str, str]:
+        for aggregate_type in value:
+            if not _PATTERN.match(aggregate_type) or "*" in aggregate_type:
+                raise ValueError(
+                    f"{aggregate_type!r} is not an aggregate type such as "
+                    "catalog.product"
+                )
+        return value
+
+    def owned_by(self, service: str) -> tuple[str, ...]:
+        """The aggregate types ``service`` owns, sorted."""
+        return tuple(sorted(t for t, o in self.owners.items() if o == service))
+
+
 class SyncConfig(_Model):
     """The whole sync file."""
 
     version: Literal[1] = 1
     relay: RelaySettings = RelaySettings()
     subscribers: dict[str, Subscriber] = Field(min_length=1)
+    ownership: Ownership = Ownership()
+
+    @model_validator(mode="after")
+    def _owners_are_subscribers(self) -> SyncConfig:
+        for aggregate_type, owner in self.ownership.owners.items():
+            if owner != "monolith" and owner not in self.subscribers:
+                known = ", ".join(sorted(self.subscribers))
+                raise ValueError(
+                    f"ownership: {aggregate_type} owner {owner!r} is not a "
+                    f"subscriber (known: {known}) nor 'monolith'"
+                )
+        return self
 
     @field_validator("subscribers")
     @classmethod

@@ -74,6 +74,9 @@ class OutboxDelivery(models.Model):
     last_error = models.TextField(blank=True)
     next_attempt_at = models.DateTimeField(null=True, blank=True)
     delivered_at = models.DateTimeField(null=True, blank=True)
+    # Delivered without sending: the subscriber owns the aggregate type and
+    # made this change itself (the ownership flip; see .ownership).
+    suppressed = models.BooleanField(default=False)
 
     class Meta:
         ordering = ["event_id", "subscriber"]
@@ -127,3 +130,50 @@ class BackfillProgress(models.Model):
 
     def __str__(self) -> str:
         return f"{self.subscriber} {self.aggregate_type}: after id {self.last_id}"
+
+
+class EntityOwner(models.Model):
+    """Which side writes an aggregate type, once it is no longer the monolith.
+
+    No row means the monolith owns it. Written by ``strangler ownership``
+    (``docs/concepts/database-per-service.md``, "Ownership flip").
+    """
+
+    aggregate_type = models.CharField(max_length=100, unique=True)
+    owner = models.CharField(max_length=64)
+    since = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return f"{self.aggregate_type}: {self.owner} since {self.since}"
+
+
+class IngestedEvent(models.Model):
+    """A service's event the monolith applied (or skipped) once."""
+
+    event_id = models.UUIDField(unique=True)
+    source = models.CharField(max_length=64)
+    type = models.CharField(max_length=100)
+    aggregate_type = models.CharField(max_length=100)
+    aggregate_id = models.CharField(max_length=64)
+    sequence = models.PositiveBigIntegerField()
+    processed_at = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return f"{self.source}: {self.type} {self.aggregate_id}#{self.sequence}"
+
+
+class IngestVersion(models.Model):
+    """The last sequence applied per aggregate of one source's event stream."""
+
+    source = models.CharField(max_length=64)
+    aggregate_type = models.CharField(max_length=100)
+    aggregate_id = models.CharField(max_length=64)
+    last_sequence = models.PositiveBigIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["source", "aggregate_type", "aggregate_id"],
+                name="outbox_ingest_version_unique",
+            )
+        ]

@@ -13,6 +13,7 @@ from django.db.models.signals import post_delete
 from django.utils import timezone
 
 from .models import AggregateSequence, OutboxEvent
+from .ownership import check_writable, suppress_echo
 
 __all__ = ["RecordsEvents", "record_event", "row_payload"]
 
@@ -101,6 +102,10 @@ class RecordsEvents(models.Model):
     that uses them records events itself, or relies on ``strangler backfill``.
     Subclasses set ``outbox_aggregate`` (e.g. ``"catalog.product"``) and may
     override :meth:`outbox_payload`.
+
+    Writes to an aggregate type a service owns raise
+    :class:`~.ownership.NotOwner` (the ownership flip), except while its
+    owner's events are being applied.
     """
 
     outbox_aggregate = ""
@@ -115,25 +120,39 @@ class RecordsEvents(models.Model):
         # savepoint=False: a failing save dooms the enclosing transaction
         # anyway, exactly as Django's own save does.
         using = kwargs.get("using") or self._state.db
+        # Checked before the transaction, so a refused write leaves the
+        # caller's transaction usable.
+        source = check_writable(self.outbox_aggregate)
         with transaction.atomic(using=using, savepoint=False):
             super().save(*args, **kwargs)
-            record_event(
+            event = record_event(
                 self.outbox_aggregate,
                 self.pk,
                 f"{self.outbox_aggregate}.upserted",
                 self.outbox_payload(),
             )
+            if source is not None:
+                suppress_echo(event, source)
+
+    def delete(self, *args: Any, **kwargs: Any) -> Any:
+        # Refuse up front; the post_delete handler re-checks for cascades.
+        check_writable(self.outbox_aggregate)
+        return super().delete(*args, **kwargs)
 
 
 def _record_delete(sender: type[models.Model], instance: Any, **kwargs: Any) -> None:
     if isinstance(instance, RecordsEvents) and instance.outbox_aggregate:
+        # Runs inside the deletion's transaction: NotOwner rolls it back.
+        source = check_writable(instance.outbox_aggregate)
         # The instance's pk is still set here; Django clears it after signals.
-        record_event(
+        event = record_event(
             instance.outbox_aggregate,
             instance.pk,
             f"{instance.outbox_aggregate}.deleted",
             instance.outbox_payload(),
         )
+        if source is not None:
+            suppress_echo(event, source)
 
 
 def connect_signals() -> None:

@@ -14,6 +14,9 @@ _COMMANDS = {
     "up": "up",  # strangler up: the whole stack, supervised
     "relay": "relay",  # strangler relay --sync FILE (outbox -> services)
     "backfill": "backfill",  # strangler backfill SERVICE --sync FILE
+    "reconcile": "reconcile",  # strangler reconcile SERVICE --sync FILE
+    "ownership": "ownership",  # strangler ownership apply|relay --sync FILE
+    "db": "db",  # strangler db provision SERVICE --admin-url URL
 }
 
 

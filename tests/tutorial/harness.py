@@ -1,0 +1,294 @@
+"""Run the tutorial's command blocks against a real ``strangler up``.
+
+The harness changes the commands as little as it can, and says what it
+changes (``Stack.describe``): the default ports become free ones, ``var/``
+becomes a temporary state directory, ``migration_plans/`` becomes copies of
+the plans with those ports, and ``strangler up`` gets the matching flags. Each
+block runs in ``bash`` from the repository root, where ``strangler`` and
+``python`` are shell functions calling this interpreter.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import shlex
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from strangler_proxy.parity.store import open_store
+from strangler_proxy.stack import render_plan
+from tests.support.processes import ROOT, ServerProcess, free_port
+
+from .pages import Block
+
+MAIN = "import sys; from strangler_proxy.cli import main; sys.exit(main())"
+DEFAULT_PORTS = {
+    "proxy": 8080,
+    "admin": 8081,
+    "monolith": 8000,
+    "catalog": 8101,
+    "inventory": 8102,
+}
+UP_FLAGS = {
+    "proxy": "--port",
+    "admin": "--admin-port",
+    "monolith": "--monolith-port",
+    "catalog": "--catalog-port",
+    "inventory": "--inventory-port",
+}
+BLOCK_TIMEOUT = 60.0
+UP_READY_TIMEOUT = 120.0
+
+
+@dataclasses.dataclass
+class Stack:
+    """The temporary world the tutorial runs in, and its ``strangler up``."""
+
+    tmp: Path
+    ports: dict[str, int] = dataclasses.field(default_factory=dict)
+    up: ServerProcess | None = None
+
+    def __post_init__(self) -> None:
+        self.ports = {name: free_port() for name in DEFAULT_PORTS}
+        self.var = self.tmp / "var"
+        self.var.mkdir()
+        self.plans = self.tmp / "migration_plans"
+        self._copy_plans()
+
+    @property
+    def env(self) -> dict[str, str]:
+        """What the commands get on top of the test's environment."""
+        return {
+            "DATABASE_URL": f"sqlite:///{self.var / 'monolith.sqlite3'}",
+            # The proxy's default store is var/parity.sqlite3 relative to its
+            # working directory, the repository, not --var-dir.
+            "STRANGLER_PARITY_STORE": str(self.var / "parity.sqlite3"),
+            # Where `up` puts the services' databases, for commands that
+            # open them (reconcile), as var/<service>.sqlite3 would be.
+            "CATALOG_DATABASE_URL": f"sqlite:///{self.var / 'catalog.sqlite3'}",
+            "INVENTORY_DATABASE_URL": f"sqlite:///{self.var / 'inventory.sqlite3'}",
+            "STRANGLER_PYTHON": sys.executable,
+        }
+
+    def url(self, name: str) -> str:
+        return f"http://127.0.0.1:{self.ports[name]}"
+
+    def _copy_plans(self) -> None:
+        urls = {name: self.url(name) for name in ("monolith", "catalog", "inventory")}
+        source = ROOT / "migration_plans"
+        for path in sorted(source.rglob("*.yaml")):
+            out = self.plans / path.relative_to(source)
+            out.parent.mkdir(parents=True, exist_ok=True)
+            section = "subscribers" if path.parent.name == "sync" else "upstreams"
+            written = render_plan(path, urls, out, section=section)
+            if written != out:
+                shutil.copyfile(path, out)
+
+    def describe(self) -> str:
+        """The substitutions, for the test output."""
+        lines = [f"  127.0.0.1:{DEFAULT_PORTS[n]} -> {self.url(n)}" for n in self.ports]
+        lines += [
+            f"  var/ -> {self.var}/",
+            f"  migration_plans/ -> {self.plans}/ (ports rewritten)",
+            "  strangler up -> strangler up " + " ".join(self._up_flags()),
+            "  environment: " + " ".join(f"{k}={v}" for k, v in self.env.items()),
+        ]
+        return "\n".join(lines)
+
+    def _up_flags(self) -> list[str]:
+        flags = [f"{UP_FLAGS[n]} {self.ports[n]}" for n in UP_FLAGS]
+        return [*flags, f"--var-dir {self.var}"]
+
+    def substitute(self, text: str) -> str:
+        """``text`` with the default ports, ``var/`` and plans replaced."""
+        for name, port in DEFAULT_PORTS.items():
+            text = text.replace(f"127.0.0.1:{port}", f"127.0.0.1:{self.ports[name]}")
+        text = re.sub(r"(?<![\w/.-])var/", f"{self.var}/", text)
+        text = re.sub(r"(?<![\w/.-])migration_plans/", f"{self.plans}/", text)
+        return text
+
+    def command(self, command: str) -> str:
+        command = self.substitute(command)
+        if command.startswith("strangler up"):
+            command = " ".join([command, *self._up_flags()])
+        return command
+
+    def script(self, block: Block) -> str:
+        preamble = [
+            "set -e",
+            'strangler() { "$STRANGLER_PYTHON" -c "' + MAIN + '" "$@"; }',
+            'python() { "$STRANGLER_PYTHON" "$@"; }',
+        ]
+        return "\n".join([*preamble, *(self.command(c) for c in block.commands)])
+
+    def run(self, block: Block) -> tuple[int, str]:
+        """Run a block's commands in one shell; its exit status and output."""
+        done = subprocess.run(
+            ["bash", "-c", self.script(block)],
+            cwd=ROOT,
+            env={**os.environ, **self.env},
+            capture_output=True,
+            text=True,
+            timeout=BLOCK_TIMEOUT,
+        )
+        return done.returncode, done.stdout + done.stderr
+
+    def start(self, block: Block) -> str:
+        """Start a background block (``strangler up``), stopping the last one."""
+        assert len(block.commands) == 1, f"{block.where}: one background command"
+        assert block.commands[0].startswith("strangler up"), block.where
+        self.stop()
+        words = shlex.split(self.command(block.commands[0]))
+        self.up = ServerProcess(
+            [sys.executable, "-c", MAIN, *words[1:]],
+            f"{self.url('proxy')}/_strangler/readyz",
+            env=self.env,
+            ready_timeout=UP_READY_TIMEOUT,
+        )
+        try:
+            self.up.start()
+        except BaseException:
+            self.up.__exit__(None, None, None)
+            self.up = None
+            raise
+        ready = block.first("ready")
+        if ready:
+            wait_until(lambda: ready in self._up_output(), f"{ready!r} printed")
+        return self._up_output()
+
+    def _up_output(self) -> str:
+        assert self.up is not None
+        assert self.up.proc is not None and self.up.proc.poll() is None, (
+            self.up.output()
+        )
+        return self.up.output()
+
+    def stop(self) -> None:
+        """Stop ``strangler up`` as Ctrl-C does; it must exit with status 0."""
+        if self.up is None:
+            return
+        up, self.up = self.up, None
+        up.signal(signal.SIGINT)
+        try:
+            status = up.wait(timeout=30)
+        finally:
+            up.__exit__(None, None, None)  # kills what is left, closes the log
+        assert status == 0, f"strangler up exited with {status}:\n{up.output()}"
+
+
+def wait_until(condition: Callable[[], bool], what: str, timeout: float = 30) -> None:
+    """Poll ``condition`` until it holds; fail naming ``what`` at the deadline."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not true after {timeout}s: {what}")
+        time.sleep(0.1)  # polling a condition with a deadline
+
+
+# Checks a page can ask for: check="NAME key=value ...".
+
+
+def _json_without_links(response: httpx.Response) -> Any:
+    assert response.status_code == 200, response.text
+    data = response.json()
+    # Links are built from the Host each server was asked under.
+    if isinstance(data, dict):
+        data.pop("next", None)
+        data.pop("previous", None)
+    return data
+
+
+def proxy_equals_monolith(stack: Stack, path: str) -> None:
+    """The proxy and the monolith give the same JSON for ``path``."""
+    via_proxy = httpx.get(stack.url("proxy") + path, timeout=10)
+    direct = httpx.get(stack.url("monolith") + path, timeout=10)
+    assert _json_without_links(via_proxy) == _json_without_links(direct), path
+
+
+def service_equals_monolith(stack: Stack, service: str, path: str) -> None:
+    """The service comes to answer ``path`` as the monolith does (sync lag)."""
+    expected = _json_without_links(httpx.get(stack.url("monolith") + path, timeout=10))
+
+    def same() -> bool:
+        got = httpx.get(stack.url(service) + path, timeout=10)
+        return got.status_code == 200 and _json_without_links(got) == expected
+
+    wait_until(same, f"{service} answers {path} as the monolith")
+
+
+def parity(
+    stack: Stack,
+    route: str,
+    min_compared: str = "1",
+    mismatched: str | None = None,
+    min_mismatched: str | None = None,
+    field: str | list[str] | None = None,
+) -> None:
+    """The parity store's counts for ``route`` reach what the page promises.
+
+    The proxy writes comparisons off the hot path, so this waits for them.
+    """
+    fields = [field] if isinstance(field, str) else list(field or [])
+
+    def counts() -> tuple[int, int, set[str]]:
+        store = open_store(stack.var / "parity.sqlite3")
+        try:
+            summary = [s for s in store.route_summaries() if s.route == route]
+            groups = {g.group_path for g in store.field_groups(route)}
+        finally:
+            store.close()
+        if not summary:
+            return 0, 0, groups
+        return summary[0].compared, summary[0].mismatched, groups
+
+    def reached() -> bool:
+        compared, bad, groups = counts()
+        return (
+            compared >= int(min_compared)
+            and bad >= int(min_mismatched or 0)
+            and set(fields) <= groups
+        )
+
+    wait_until(reached, f"parity of {route}: {counts()}")
+    compared, bad, _ = counts()
+    if mismatched is not None:
+        assert bad == int(mismatched), f"{route}: {bad} of {compared} mismatched"
+
+
+CHECKS: dict[str, Callable[..., None]] = {
+    "proxy-equals-monolith": proxy_equals_monolith,
+    "service-equals-monolith": service_equals_monolith,
+    "parity": parity,
+}
+
+
+def parse_check(text: str) -> tuple[str, dict[str, str | list[str]]]:
+    """``"parity route=products field=a field=b"`` -> name and arguments."""
+    name, *pairs = text.split()
+    if name not in CHECKS:
+        raise ValueError(f"unknown check {name!r} (known: {', '.join(CHECKS)})")
+    arguments: dict[str, str | list[str]] = {}
+    for pair in pairs:
+        key, _, value = pair.partition("=")
+        previous = arguments.get(key)
+        if previous is None:
+            arguments[key] = value
+        else:
+            listed = previous if isinstance(previous, list) else [previous]
+            arguments[key] = [*listed, value]
+    return name, arguments
+
+
+def run_check(stack: Stack, text: str) -> None:
+    name, arguments = parse_check(text)
+    CHECKS[name](stack, **arguments)
