@@ -12,9 +12,11 @@ For each request :func:`forward`:
    bulkhead, retrying idempotent requests within the route's policy and the
    plan's retry budget, falling back to the legacy upstream where the route
    says so;
-5. streams the response back; if the upstream dies mid-body the client sees a
+5. passes upstreams that declare ``identity`` a signed token of the caller
+   (:mod:`~strangler_proxy.identity`), resolved once per request;
+6. streams the response back; if the upstream dies mid-body the client sees a
    truncated response (the connection is closed), never a complete one;
-6. on a shadowed route, tees that response into the request's
+7. on a shadowed route, tees that response into the request's
    :class:`~strangler_proxy.shadow.ShadowCapture` and, once the client has it
    all, hands the mirror to the runtime's shadow dispatcher (never waited for).
 
@@ -42,6 +44,7 @@ from .headers import (
     response_headers,
     upstream_request_headers,
 )
+from .identity import IDENTITY_HEADER, Caller, IdentityGate
 from .paths import PathError, RequestTarget, normalise_target
 from .plan import RetryPolicy, Route
 from .records import RequestRecord
@@ -78,6 +81,13 @@ _RETRY_ON_CONNECT = frozenset({"connect-failure", "5xx", "gateway-error"})
 _RETRY_ON_RESET = frozenset({"reset", "5xx", "gateway-error"})
 _RETRY_ON_TIMEOUT = frozenset({"5xx", "gateway-error"})
 _GATEWAY_STATUSES = frozenset({502, 503, 504})
+
+
+class _Unresolved:
+    """The caller of a request not yet looked up."""
+
+
+_UNRESOLVED = _Unresolved()
 
 
 class BreakerOpen(UpstreamUnavailable):
@@ -258,6 +268,7 @@ class _Exchange:
         "done",
         "client_gone",
         "shadow",
+        "caller",
     )
 
     def __init__(self, scope: Scope) -> None:
@@ -282,6 +293,7 @@ class _Exchange:
         self.done = False
         self.client_gone = False
         self.shadow: ShadowCapture | None = None
+        self.caller: Caller | None | _Unresolved = _UNRESOLVED
 
     def record(self) -> RequestRecord:
         target = self.target
@@ -634,6 +646,12 @@ async def _send(
     )
     if body.buffered is None and request.content_length is not None:
         headers.append((b"content-length", str(request.content_length).encode()))
+    wants = upstream.config.identity
+    if wants is not None and runtime.identity is not None:
+        caller = await _caller(runtime.identity, ex, request)
+        if caller is not None:
+            token = runtime.identity.token(caller, wants.audience, ex.request_id)
+            headers.append((IDENTITY_HEADER, token))
     method = ex.method
     target_str = target.target.decode("ascii")
     retryable = policy is not None and method in IDEMPOTENT_METHODS
@@ -695,6 +713,17 @@ async def _send(
         # Cancelled during a backoff, or refused by a full bulkhead on a retry.
         if holding_retry:
             budget.retry_finished()
+
+
+async def _caller(
+    gate: IdentityGate, ex: _Exchange, request: RequestHeaders
+) -> Caller | None:
+    # Once per request, even when a fallback or retry sends it again.
+    if isinstance(ex.caller, _Unresolved):
+        ex.caller = await gate.caller(
+            ex.method, request.forward, parse_cookies(request)
+        )
+    return ex.caller
 
 
 def _retry_on_error(policy: RetryPolicy, exc: UpstreamError) -> bool:

@@ -266,8 +266,7 @@ class IdentityResolverConfig(_Model):
     )
     path: str = Field(
         default="/api/me/",
-        description="Path answering 200 `{id, is_staff}` for an authenticated "
-        "caller.",
+        description="Path answering 200 `{id, is_staff}` for an authenticated caller.",
     )
     timeout: Duration = Field(
         default=2.0, description="Time allowed for one resolver call."
@@ -307,9 +306,7 @@ class IdentityConfig(_Model):
         description="JWKS file a generated key's public half is added to. Unset: "
         "`$STRANGLER_IDENTITY_JWKS`, else `<keys dir>/jwks.json`.",
     )
-    token_ttl: Duration = Field(
-        default=60.0, description="Lifetime of a minted token."
-    )
+    token_ttl: Duration = Field(default=60.0, description="Lifetime of a minted token.")
     resolver: IdentityResolverConfig = Field(
         default=IdentityResolverConfig(),
         description="Where the caller's session or token is checked.",

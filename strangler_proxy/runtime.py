@@ -22,6 +22,7 @@ import orjson
 from .exceptions import PlanError
 from .headers import HeaderPolicy
 from .health import HealthChecker
+from .identity import IdentityGate
 from .plan import Plan, Timeouts, UpstreamConfig, version_hash
 from .resilience import Bulkhead, CircuitBreaker, RetryBudget
 from .routing import Router
@@ -168,6 +169,8 @@ class Runtime:
         self.shadow: ShadowDispatcher | None = None
         """Mirrors requests of shadowed routes; None when the plan has none."""
         self._shared_store: SharedStore | None = None
+        self.identity: IdentityGate | None = None
+        """Resolves callers and mints tokens; None when no upstream wants them."""
 
     @classmethod
     def from_plan(
@@ -191,6 +194,7 @@ class Runtime:
         define or an upstream URL is unusable.
         """
         _check_references(plan)
+        identity = IdentityGate.from_plan(plan)
         factory = transport_factory or create_transport
         upstreams: dict[str, UpstreamRuntime] = {}
         for name, config in plan.upstreams.items():
@@ -214,6 +218,7 @@ class Runtime:
         )
         if shared is not None:
             runtime._build_shadow(shared, previous, shadow_options)
+        runtime.identity = identity
         return runtime
 
     def _build_shadow(
@@ -257,6 +262,8 @@ class Runtime:
         self.closed = True
         if self.shadow is not None:
             await self.shadow.aclose()
+        if self.identity is not None:
+            await self.identity.aclose()
         if self._shared_store is not None:
             await self._shared_store.release()
         for upstream in self.upstreams.values():

@@ -14,6 +14,11 @@ import pytest
 
 _DB_FIXTURES = {"db", "transactional_db", "django_db_setup", "live_server"}
 
+# In-process service tests vouch for callers with the unsigned
+# ``X-Strangler-Identity: sub=..; staff=..``; deployments never set this
+# (tests/identity/ covers the signed tokens, with it switched off).
+os.environ.setdefault("STRANGLER_IDENTITY_TRUST_HEADER", "1")
+
 
 def pytest_collection_modifyitems(
     config: pytest.Config, items: list[pytest.Item]

@@ -106,13 +106,17 @@ def jwks_path(environ: Mapping[str, str] | None = None) -> Path:
 
 def key_id(issuer: str, public: Ed25519PublicKey) -> str:
     """``<issuer>/<first 16 hex digits of the key's SHA-256>``."""
-    raw = public.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    raw = public.public_bytes(
+        serialization.Encoding.Raw, serialization.PublicFormat.Raw
+    )
     return f"{issuer}/{hashlib.sha256(raw).hexdigest()[:16]}"
 
 
 def public_jwk(issuer: str, public: Ed25519PublicKey) -> dict[str, str]:
     """The RFC 8037 JWK of an Ed25519 public key, with its ``kid``."""
-    raw = public.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    raw = public.public_bytes(
+        serialization.Encoding.Raw, serialization.PublicFormat.Raw
+    )
     x = base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii")
     return {
         "kty": "OKP",
