@@ -112,6 +112,13 @@ DATABASES = {
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     if not os.environ.get("DATABASE_URL"):
         VAR_DIR.mkdir(exist_ok=True)
+    # Concurrent writers (a checkout beside a staff edit) otherwise get 500
+    # "database is locked": a deferred transaction cannot upgrade its read lock
+    # while another connection writes. IMMEDIATE takes the write lock up front
+    # and waits up to ``timeout`` seconds for it (found by `strangler traffic`).
+    DATABASES["default"].setdefault("OPTIONS", {}).update(
+        {"transaction_mode": "IMMEDIATE", "timeout": 20}
+    )
 else:
     # Each test process gets its own fresh database, so a CI run never trips
     # over a database left by another run or a concurrent one.

@@ -10,6 +10,9 @@ loopback by default). Every path on it requires ``Authorization: Bearer
     GET  /admin/upstreams   url, health, breaker state and counters, bulkhead
     POST /admin/reload      reload from the plan file, or from a YAML body
     GET  /admin/reloads     reload history, newest last
+    GET  /admin/status      per route: plan vs effective mode, gate, last change
+    POST /admin/routes/{name}/promote   {to, force, reason, who} (control.py)
+    POST /admin/routes/{name}/rollback  {to?, reason, who}
     GET  /metrics           Prometheus text exposition
 
 :class:`ProbeMiddleware` wraps the proxy app and answers
@@ -20,6 +23,7 @@ the monolith's own ``/livez`` or ``/health``.
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import logging
 from collections.abc import Awaitable, Callable
@@ -27,6 +31,9 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from .control import ControlError, Controller, ControlStore
+from .dashboard import PREFIX as DASHBOARD
+from .dashboard import Dashboard
 from .metrics import CONTENT_TYPE, ProxyMetrics
 from .reload import PlanReloader, ReloadHistory
 
@@ -105,6 +112,7 @@ class AdminApp:
         metrics: ProxyMetrics,
         token: str,
         metrics_auth: bool = True,
+        control: Controller | None = None,
     ) -> None:
         if not token:
             raise ValueError("the admin API needs a non-empty token")
@@ -113,12 +121,18 @@ class AdminApp:
         self.metrics = metrics
         self.metrics_auth = metrics_auth
         self._token = token.encode()
+        if control is None:
+            control = Controller(holder, ControlStore(), metrics.sides)
+            control.start_from_store()
+        self.control = control
+        self.dashboard = Dashboard(holder=holder, token=token, sides=metrics.sides)
         self._routes: dict[str, dict[str, Handler]] = {
             "/admin/plan": {"GET": self._plan},
             "/admin/routes": {"GET": self._routes_table},
             "/admin/upstreams": {"GET": self._upstreams},
             "/admin/reload": {"POST": self._reload},
             "/admin/reloads": {"GET": self._reloads},
+            "/admin/status": {"GET": self._status},
             "/metrics": {"GET": self._metrics},
         }
 
@@ -139,6 +153,9 @@ class AdminApp:
         if scope["type"] != "http":
             return
         path: str = scope["path"]
+        if path == DASHBOARD or path.startswith(DASHBOARD + "/"):
+            await self.dashboard(scope, receive, send)  # its own token check
+            return
         if not (path == "/metrics" and not self.metrics_auth):
             if not self._authorised(scope):
                 await _respond(
@@ -147,7 +164,7 @@ class AdminApp:
                     [(b"www-authenticate", b'Bearer realm="strangler-admin"')],
                 )
                 return
-        methods = self._routes.get(path)
+        methods = self._routes.get(path) or self._route_action(path)
         if methods is None:
             await _respond(send, _json(404, {"error": "not found"}))
             return
@@ -235,6 +252,60 @@ class AdminApp:
 
     async def _reloads(self, scope: Scope, receive: Receive) -> Response:
         return _json(200, {"reloads": [event.as_dict() for event in self.history]})
+
+    def _route_action(self, path: str) -> dict[str, Handler] | None:
+        prefix, _, rest = path.partition("/admin/routes/")
+        name, _, action = rest.partition("/")
+        if prefix or not name or action not in ("promote", "rollback"):
+            return None
+
+        async def handler(scope: Scope, receive: Receive) -> Response:
+            return await self._control_action(name, action, receive)
+
+        return {"POST": handler}
+
+    async def _control_action(
+        self, name: str, action: str, receive: Receive
+    ) -> Response:
+        body = await _read_body(receive, 64 * 1024)
+        try:
+            data = orjson.loads(body) if body and body.strip() else {}
+        except orjson.JSONDecodeError:
+            return _json(400, {"error": "the body must be JSON"})
+        if not isinstance(data, dict):
+            return _json(400, {"error": "the body must be a JSON object"})
+        who = str(data.get("who") or "admin-api")
+        why = str(data.get("reason") or "")
+        try:
+            if action == "promote":
+                if not isinstance(data.get("to"), str):
+                    return _json(400, {"error": "promote needs 'to'"})
+                change = await self.control.promote(
+                    name, data["to"], who=who, why=why, force=bool(data.get("force"))
+                )
+            else:
+                to = data.get("to")
+                change = await self.control.rollback(
+                    name, str(to) if to else None, who=who, why=why
+                )
+        except ControlError as exc:
+            error: dict[str, Any] = {"error": str(exc)}
+            if exc.decision is not None:
+                error["gate"] = exc.decision.as_dict()
+            return _json(exc.status, error)
+        return _json(200, {"change": change.as_dict()})
+
+    async def _status(self, scope: Scope, receive: Receive) -> Response:
+        runtime = self._runtime()
+        routes = await asyncio.to_thread(self.control.status)
+        return _json(
+            200,
+            {
+                "plan": runtime.plan.name,
+                "version_hash": runtime.version_hash,
+                "routes": routes,
+            },
+        )
 
     async def _metrics(self, scope: Scope, receive: Receive) -> Response:
         return 200, self.metrics.render(), CONTENT_TYPE.encode()

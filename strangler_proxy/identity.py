@@ -8,6 +8,10 @@ credential, and passes the upstream ``X-Strangler-Identity: <JWT>``: Ed25519
 signed, ``iss`` the proxy, ``aud`` the upstream, ``sub``, ``staff``, ``iat``,
 ``exp``, ``jti``, ``request_id``. Services verify it (``extracted.chassis``).
 
+With ``identity.oidc`` set, an ``Authorization: Bearer`` token of that OIDC
+provider is verified by the proxy itself (signature from its JWKS file,
+issuer, audience, expiry) instead.
+
 Anonymous callers get no token. When the resolver cannot answer, a safe
 request (GET, HEAD, OPTIONS) goes on as anonymous, since reads are public and
 anonymity grants nothing, while an unsafe one is refused with 503: failing
@@ -44,7 +48,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
 
 from .errors import ProxyError
 from .exceptions import PlanError
-from .plan import IdentityConfig, IdentityResolverConfig, Plan
+from .plan import IdentityConfig, IdentityResolverConfig, OidcConfig, Plan
 
 __all__ = [
     "IDENTITY_HEADER",
@@ -53,6 +57,7 @@ __all__ = [
     "Credentials",
     "IdentityGate",
     "MonolithResolver",
+    "OidcVerifier",
     "ResolverUnavailable",
     "TokenSigner",
     "load_or_create_key",
@@ -138,6 +143,14 @@ def credentials_from(
     ):
         return Credentials(None)
     return Credentials(("cookie", f"{config.session_cookie}={session}"))
+
+
+def _bearer(headers: list[tuple[bytes, bytes]]) -> str | None:
+    for name, value in headers:
+        if name == b"authorization":
+            scheme, _, token = value.decode("latin-1").partition(" ")
+            return token.strip() if scheme.lower() == "bearer" else None
+    return None
 
 
 class CallerCache:
@@ -260,7 +273,7 @@ def _trust(jwks: Path, jwk: dict[str, str]) -> None:
     keys = [k for k in document.get("keys", []) if k.get("kid") != jwk["kid"]]
     keys.append(jwk)
     jwks.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    tmp = jwks.with_suffix(".tmp")
+    tmp = jwks.with_name(f".{jwks.name}.{uuid.uuid4().hex}")
     tmp.write_text(json.dumps({"keys": keys}, indent=2) + "\n", encoding="utf-8")
     tmp.replace(jwks)
 
@@ -284,9 +297,16 @@ def load_or_create_key(path: Path, issuer: str, jwks: Path) -> Ed25519PrivateKey
             serialization.PrivateFormat.PKCS8,
             serialization.NoEncryption(),
         )
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "wb") as out:
             out.write(pem)
+        try:
+            os.link(tmp, path)  # atomic, and fails if another process won
+        except FileExistsError:
+            return load_or_create_key(path, issuer, jwks)
+        finally:
+            tmp.unlink()
     jwk = public_jwk(issuer, key.public_key())
     known = json.loads(jwks.read_text(encoding="utf-8")) if jwks.exists() else {}
     if not any(k.get("kid") == jwk["kid"] for k in known.get("keys", [])):
@@ -338,12 +358,49 @@ class TokenSigner:
         )
 
 
+class OidcVerifier:
+    """Verifies an OIDC provider's bearer tokens against its JWKS file."""
+
+    def __init__(self, config: OidcConfig) -> None:
+        self.config = config
+        document = Path(config.jwks).read_text(encoding="utf-8")
+        self._keys = {key.key_id: key for key in jwt.PyJWKSet.from_json(document).keys}
+
+    def verify(self, token: str) -> Caller | None:
+        """The caller in ``token``; None when it is not a valid token for us."""
+        try:
+            header = jwt.get_unverified_header(token)
+            key = self._keys.get(header.get("kid") or "")
+            if key is None and len(self._keys) == 1 and "kid" not in header:
+                key = next(iter(self._keys.values()))
+            if key is None or header.get("alg") not in self.config.algorithms:
+                return None
+            claims = jwt.decode(
+                token,
+                key,
+                algorithms=list(self.config.algorithms),
+                audience=self.config.audience,
+                issuer=self.config.issuer,
+                leeway=5,
+                options={"require": ["exp", "iss", "aud", "sub"]},
+            )
+        except jwt.PyJWTError:
+            return None
+        return Caller(str(claims["sub"]), claims.get(self.config.staff_claim) is True)
+
+
 class IdentityGate:
     """Resolves callers and mints their tokens, for one plan."""
 
-    def __init__(self, signer: TokenSigner, resolver: MonolithResolver) -> None:
+    def __init__(
+        self,
+        signer: TokenSigner,
+        resolver: MonolithResolver,
+        oidc: OidcVerifier | None = None,
+    ) -> None:
         self.signer = signer
         self.resolver = resolver
+        self.oidc = oidc
 
     @classmethod
     def from_plan(
@@ -357,9 +414,15 @@ class IdentityGate:
         upstream = plan.upstreams.get(name)
         if upstream is None:
             raise PlanError(f"identity.resolver.upstream: no upstream named {name!r}")
+        try:
+            signer = TokenSigner.from_config(config)
+            oidc = OidcVerifier(config.oidc) if config.oidc is not None else None
+        except (OSError, ValueError, jwt.PyJWTError) as exc:
+            raise PlanError(f"identity: cannot load keys: {exc}") from exc
         return cls(
-            TokenSigner.from_config(config),
+            signer,
             MonolithResolver(upstream.url, config.resolver, transport=transport),
+            oidc,
         )
 
     async def caller(
@@ -373,6 +436,10 @@ class IdentityGate:
         Raises a 503 :class:`ProxyError` for an unsafe request whose caller
         cannot be established because the resolver is unavailable.
         """
+        if self.oidc is not None:
+            bearer = _bearer(headers)
+            if bearer is not None:
+                return self.oidc.verify(bearer)
         credentials = credentials_from(method, headers, cookies, self.resolver.config)
         try:
             return await self.resolver.resolve(credentials)

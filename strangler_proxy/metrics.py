@@ -34,6 +34,8 @@ from prometheus_client.metrics_core import (
 )
 from prometheus_client.registry import Collector
 
+from .gate import SideStats
+
 if TYPE_CHECKING:
     from .records import RequestRecord
     from .reload import ReloadHistory
@@ -90,6 +92,8 @@ class ProxyMetrics:
 
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry if registry is not None else CollectorRegistry()
+        self.sides = SideStats()
+        """Per route and side counts the cutover gate reads (see gate.py)."""
         r = self.registry
         self.requests = Counter(
             "strangler_requests",
@@ -144,6 +148,7 @@ class ProxyMetrics:
 
     def observe(self, record: RequestRecord) -> None:
         """Count one finished request (a ``create_app`` observer)."""
+        self.sides.observe(record)
         route = record.route or ""
         upstream = record.upstream or ""
         side = record.side or ""

@@ -41,12 +41,15 @@ from .parity.config import ParityConfig
 __all__ = [
     "CanaryConfig",
     "CircuitBreakerConfig",
+    "GateConfig",
     "HealthCheckConfig",
     "IdentityConfig",
     "IdentityResolverConfig",
     "Limits",
     "Match",
+    "OidcConfig",
     "Plan",
+    "ProgressionConfig",
     "ProxyConfig",
     "RetryBudgetConfig",
     "RetryPolicy",
@@ -289,6 +292,23 @@ class IdentityResolverConfig(_Model):
     )
 
 
+class OidcConfig(_Model):
+    """Bearer tokens of an OpenID Connect provider, verified by the proxy."""
+
+    issuer: str = Field(description="`iss` the provider's tokens must carry.")
+    audience: str = Field(description="`aud` the provider's tokens must carry.")
+    jwks: str = Field(description="File holding the provider's public keys (JWKS).")
+    algorithms: tuple[Literal["RS256", "ES256", "EdDSA"], ...] = Field(
+        default=("RS256",),
+        min_length=1,
+        description="Signature algorithms accepted (asymmetric only).",
+    )
+    staff_claim: str = Field(
+        default="staff",
+        description="Boolean claim that makes the caller staff; absent: not staff.",
+    )
+
+
 class IdentityConfig(_Model):
     """Identity at the edge: tokens the proxy mints for upstreams that want one."""
 
@@ -310,6 +330,11 @@ class IdentityConfig(_Model):
     resolver: IdentityResolverConfig = Field(
         default=IdentityResolverConfig(),
         description="Where the caller's session or token is checked.",
+    )
+    oidc: OidcConfig | None = Field(
+        default=None,
+        description="Also accept `Authorization: Bearer` tokens of this OIDC "
+        "provider. Unset: bearer callers are anonymous.",
     )
 
 
@@ -531,6 +556,59 @@ class ShadowConfig(_Model):
     )
 
 
+class GateConfig(_Model):
+    """What a route must show before it is promoted towards the service."""
+
+    min_samples: int = Field(
+        default=200,
+        ge=0,
+        description="Evidence needed: shadow comparisons plus requests the "
+        "service answered, since the route's last change.",
+    )
+    max_mismatch_rate: Ratio = Field(
+        default=0.005,
+        description="Highest share of comparisons that differ (noise excluded), "
+        'e.g. "0.5%".',
+    )
+    max_error_rate: Ratio = Field(
+        default=0.001,
+        description="Highest share of service-side requests (shadowed or "
+        "answered) that failed: a 5xx or a transport error.",
+    )
+    max_latency_ratio: float = Field(
+        default=1.5,
+        gt=0,
+        description="Highest ratio of the service's mean upstream time to the "
+        "monolith's, over requests each side answered. Not checked until both "
+        "sides answered some.",
+    )
+
+
+class ProgressionConfig(_Model):
+    """Automatic canary progression while the gate holds (as Flagger)."""
+
+    steps: tuple[float, ...] = Field(
+        default=(5.0, 25.0, 50.0, 100.0),
+        min_length=1,
+        description="Canary weights (percent, increasing) to walk through; 100 "
+        "means cutover.",
+    )
+    interval: Duration = Field(
+        default=300.0,
+        description="Time a step must hold, with the gate passing, before the "
+        "next one.",
+    )
+
+    @field_validator("steps")
+    @classmethod
+    def _increasing(cls, value: tuple[float, ...]) -> tuple[float, ...]:
+        if any(not 0 < step <= 100 for step in value):
+            raise ValueError("steps are percents above 0, at most 100")
+        if list(value) != sorted(set(value)):
+            raise ValueError("steps must increase")
+        return value
+
+
 class Route(_Model):
     """A set of requests and the upstream that serves them."""
 
@@ -587,6 +665,16 @@ class Route(_Model):
         default=None, description="Team or person responsible for the route."
     )
     description: str | None = Field(default=None, description="Free text.")
+    gate: GateConfig = Field(
+        default=GateConfig(),
+        description="Criteria `strangler promote` and progression check before "
+        "moving the route towards the service.",
+    )
+    progression: ProgressionConfig | None = Field(
+        default=None,
+        description="Advance the canary weight automatically while the gate "
+        "holds; roll back to shadow when it fails. Unset: manual promotion only.",
+    )
 
     @field_validator("name")
     @classmethod

@@ -29,6 +29,7 @@ from .routing import Router
 from .transport import Transport, TransportFactory, create_transport
 
 if TYPE_CHECKING:
+    from .control import Controller
     from .parity import ParityStore
     from .shadow import ShadowDispatcher, ShadowOptions, SharedStore
 
@@ -152,6 +153,10 @@ class Runtime:
         version_hash: str,
     ) -> None:
         self.plan = plan
+        """The effective plan: the declared one with runtime overrides applied."""
+        self.declared_plan = plan
+        """The plan as loaded, before overrides (see :mod:`.control`)."""
+        self.control: Controller | None = None
         self.router = Router(plan)
         self.upstreams = upstreams
         self.retry_budget = retry_budget
@@ -193,6 +198,12 @@ class Runtime:
         Raises :class:`PlanError` when the plan names an upstream it does not
         define or an upstream URL is unusable.
         """
+        declared = plan
+        control = previous.control if previous is not None else None
+        if control is not None:
+            # Promotions and rollbacks survive reloads: the YAML is the base
+            # they are layered over (see control.py).
+            plan = control.overlay(plan)
         _check_references(plan)
         identity = IdentityGate.from_plan(plan)
         factory = transport_factory or create_transport
@@ -219,6 +230,8 @@ class Runtime:
         if shared is not None:
             runtime._build_shadow(shared, previous, shadow_options)
         runtime.identity = identity
+        runtime.declared_plan = declared
+        runtime.control = control
         return runtime
 
     def _build_shadow(
@@ -254,6 +267,8 @@ class Runtime:
         """Start the health checkers of upstreams not already running."""
         for upstream in self.upstreams.values():
             await upstream.start()
+        if self.control is not None:
+            self.control.start_progression()
 
     async def aclose(self) -> None:
         """Close the upstreams no other runtime uses any more."""

@@ -47,6 +47,7 @@ __all__ = [
     "ALGORITHMS",
     "IDENTITY_HEADER",
     "Identity",
+    "InvalidToken",
     "TokenVerifier",
     "get_identity",
     "mint_service_token",
@@ -128,7 +129,7 @@ def public_jwk(issuer: str, public: Ed25519PublicKey) -> dict[str, str]:
     }
 
 
-_file_lock = threading.Lock()
+_file_lock = threading.RLock()
 
 
 def load_or_create_key(path: Path, issuer: str, jwks: Path) -> Ed25519PrivateKey:
@@ -149,9 +150,16 @@ def load_or_create_key(path: Path, issuer: str, jwks: Path) -> Ed25519PrivateKey
             serialization.PrivateFormat.PKCS8,
             serialization.NoEncryption(),
         )
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}")
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "wb") as out:
             out.write(pem)
+        try:
+            os.link(tmp, path)  # atomic, and fails if another process won
+        except FileExistsError:
+            return load_or_create_key(path, issuer, jwks)
+        finally:
+            tmp.unlink()
         add_trusted_key(jwks, public_jwk(issuer, key.public_key()))
         return key
 
@@ -164,7 +172,7 @@ def add_trusted_key(jwks: Path, jwk: Mapping[str, str]) -> None:
     keys = [k for k in document.get("keys", []) if k.get("kid") != jwk["kid"]]
     keys.append(dict(jwk))
     jwks.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    tmp = jwks.with_suffix(".tmp")
+    tmp = jwks.with_name(f".{jwks.name}.{uuid.uuid4().hex}")
     tmp.write_text(json.dumps({"keys": keys}, indent=2) + "\n", encoding="utf-8")
     tmp.replace(jwks)
 

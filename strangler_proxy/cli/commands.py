@@ -17,6 +17,9 @@ _COMMANDS = {
     "reconcile": "reconcile",  # strangler reconcile SERVICE --sync FILE
     "ownership": "ownership",  # strangler ownership apply|relay --sync FILE
     "db": "db",  # strangler db provision SERVICE --admin-url URL
+    "traffic": "traffic",  # strangler traffic: realistic shop load
+    "report": "report",  # strangler report: parity per route (table|json|html)
+    "promote": "commands",  # strangler promote|rollback|status (a list)
 }
 
 
@@ -29,5 +32,7 @@ def all_commands() -> list[click.Command]:
             if exc.name != f"{__package__}.{module_name}":
                 raise
             continue  # not built yet
-        commands.append(getattr(module, attr))
+        found = getattr(module, attr)
+        # A module may register several commands as a list.
+        commands.extend(found if isinstance(found, list) else [found])
     return commands

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from urllib.parse import quote, urlsplit
 
 import click
+import httpx
 
 from ..exceptions import CliError, PlanError
 from ..paths import PathError, normalise_target
@@ -14,6 +16,10 @@ from ..plan import Plan, load_plan, plan_json_schema, version_hash
 from ..routing import Router, canary_bucket, sticky_key
 
 __all__ = ["plan"]
+
+# The origin the proxy names in the errors of a plan posted to its admin API.
+_API_ORIGIN = "<admin api>"
+TOKEN_FILE = Path("var/admin-token")
 
 # Characters left as typed when a path given on the command line is encoded;
 # the rest (spaces, non-ASCII) is percent-encoded as a client would send it.
@@ -121,6 +127,65 @@ def explain(
         click.echo(line)
 
 
+@plan.command("apply")
+@click.argument("file", type=click.Path(dir_okay=False))
+@click.option(
+    "--admin",
+    default="http://127.0.0.1:8081",
+    show_default=True,
+    help="The running proxy's admin API.",
+)
+@click.option(
+    "--token",
+    default=None,
+    help="Admin token. Default: $STRANGLER_ADMIN_TOKEN, else var/admin-token.",
+)
+def apply(file: str, admin: str, token: str | None) -> None:
+    """Validate FILE, then make it the running proxy's plan (hot reload).
+
+    The plan is posted to ``POST /admin/reload``; the proxy validates it again
+    and swaps it in, or keeps the running plan and answers with the errors
+    (exit status 1). The proxy keeps watching its own ``--plan`` file: the next
+    change to that file, or SIGHUP, replaces a plan applied from another file.
+    """
+    try:
+        load_plan(file)
+    except PlanError as exc:
+        for issue in exc.issues:
+            click.echo(issue, err=True)
+        raise CliError(f"invalid plan: {file} (not sent)") from None
+    text = Path(file).read_text(encoding="utf-8")
+    headers = {
+        "authorization": f"Bearer {_admin_token(token)}",
+        "content-type": "application/yaml",
+    }
+    url = admin.rstrip("/") + "/admin/reload"
+    try:
+        response = httpx.post(url, content=text.encode(), headers=headers, timeout=30)
+    except httpx.HTTPError as exc:
+        raise CliError(f"cannot reach the admin API at {admin}: {exc}") from None
+    if response.status_code == 401:
+        raise CliError(
+            "the admin API refused the token (401): pass --token, set "
+            "STRANGLER_ADMIN_TOKEN, or run where var/admin-token is the proxy's"
+        )
+    try:
+        event = response.json()
+    except ValueError:
+        event = {}
+    if response.status_code == 422:
+        for issue in event.get("errors", []):
+            click.echo(f"{issue}".replace(_API_ORIGIN, file), err=True)
+        raise CliError(f"the proxy rejected {file}; the running plan keeps serving")
+    if response.status_code != 200 or not event.get("ok"):
+        raise CliError(f"reload failed: HTTP {response.status_code} {response.text}")
+    state = "applied" if event.get("changed") else "unchanged"
+    click.echo(
+        f"{state}: {file} (plan {event.get('plan_name')!r}, "
+        f"version {event.get('version_hash')})"
+    )
+
+
 @plan.command("schema")
 def schema() -> None:
     """Print the JSON Schema of plan files (for editors and CI)."""
@@ -168,6 +233,21 @@ def _explanation(
     if target.shadow is not None:
         lines.append(f"shadow: mirrored to {target.shadow}")
     return lines
+
+
+def _admin_token(given: str | None) -> str:
+    if given:
+        return given
+    env = os.environ.get("STRANGLER_ADMIN_TOKEN")
+    if env:
+        return env
+    try:
+        return TOKEN_FILE.read_text().strip()
+    except OSError:
+        raise CliError(
+            "no admin token: pass --token, set STRANGLER_ADMIN_TOKEN, or run "
+            f"from the directory holding {TOKEN_FILE}"
+        ) from None
 
 
 def _pairs(

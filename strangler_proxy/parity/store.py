@@ -343,6 +343,16 @@ class ParityStore:
             Example(route, group_path, float(r[0]), orjson.loads(r[1])) for r in rows
         ]
 
+    def timeline(self, route: str, since: Since = None) -> list[tuple[int, int, int]]:
+        """(minute bucket start, compared, mismatched) of a route, oldest first."""
+        rows = self._query(
+            "SELECT bucket, SUM(matched + mismatched + noise_only), SUM(mismatched) "
+            "FROM parity_counts WHERE route = ? AND bucket >= ? "
+            "GROUP BY bucket ORDER BY bucket",
+            (route, _since_bucket(since)),
+        )
+        return [(int(r[0]), int(r[1]), int(r[2])) for r in rows]
+
     def purge(self, older_than: float | timedelta) -> int:
         """Delete examples older than ``older_than`` (seconds); how many went."""
         age = _seconds(older_than)

@@ -46,6 +46,8 @@ UP_FLAGS = {
     "catalog": "--catalog-port",
     "inventory": "--inventory-port",
 }
+# Commands that talk to the admin API, with defaults the harness must change.
+ADMIN_CLIENTS = ("strangler promote", "strangler rollback", "strangler status")
 BLOCK_TIMEOUT = 60.0
 UP_READY_TIMEOUT = 120.0
 
@@ -73,6 +75,8 @@ class Stack:
             # The proxy's default store is var/parity.sqlite3 relative to its
             # working directory, the repository, not --var-dir.
             "STRANGLER_PARITY_STORE": str(self.var / "parity.sqlite3"),
+            # Promotions and rollbacks, likewise kept in ./var by default.
+            "STRANGLER_CONTROL_STORE": str(self.var / "control.sqlite3"),
             # Where `up` puts the services' databases, for commands that
             # open them (reconcile), as var/<service>.sqlite3 would be.
             "CATALOG_DATABASE_URL": f"sqlite:///{self.var / 'catalog.sqlite3'}",
@@ -101,6 +105,7 @@ class Stack:
             f"  var/ -> {self.var}/",
             f"  migration_plans/ -> {self.plans}/ (ports rewritten)",
             "  strangler up -> strangler up " + " ".join(self._up_flags()),
+            f"  {'|'.join(ADMIN_CLIENTS)} -> ... " + " ".join(self._admin_flags()),
             "  environment: " + " ".join(f"{k}={v}" for k, v in self.env.items()),
         ]
         return "\n".join(lines)
@@ -117,10 +122,17 @@ class Stack:
         text = re.sub(r"(?<![\w/.-])migration_plans/", f"{self.plans}/", text)
         return text
 
+    def _admin_flags(self) -> list[str]:
+        token = f'--token "$(cat {self.var}/admin-token)"'
+        return [f"--admin {self.url('admin')}", token]
+
     def command(self, command: str) -> str:
         command = self.substitute(command)
         if command.startswith("strangler up"):
             command = " ".join([command, *self._up_flags()])
+        elif command.startswith(ADMIN_CLIENTS) and "--admin" not in command:
+            # Their defaults (port 8081, var/admin-token) are not in the text.
+            command = " ".join([command, *self._admin_flags()])
         return command
 
     def script(self, block: Block) -> str:
@@ -215,7 +227,9 @@ def proxy_equals_monolith(stack: Stack, path: str) -> None:
     assert _json_without_links(via_proxy) == _json_without_links(direct), path
 
 
-def service_equals_monolith(stack: Stack, service: str, path: str) -> None:
+def service_equals_monolith(
+    stack: Stack, service: str, path: str, timeout: str = "30"
+) -> None:
     """The service comes to answer ``path`` as the monolith does (sync lag)."""
     expected = _json_without_links(httpx.get(stack.url("monolith") + path, timeout=10))
 
@@ -223,7 +237,7 @@ def service_equals_monolith(stack: Stack, service: str, path: str) -> None:
         got = httpx.get(stack.url(service) + path, timeout=10)
         return got.status_code == 200 and _json_without_links(got) == expected
 
-    wait_until(same, f"{service} answers {path} as the monolith")
+    wait_until(same, f"{service} answers {path} as the monolith", float(timeout))
 
 
 def parity(

@@ -1,0 +1,29 @@
+"""Parity reports: what the store says about each shadowed route.
+
+:mod:`.model` builds a :class:`RouteReport` from a parity store with pure
+functions (the gate calls :func:`route_report` for its evidence); the
+renderers turn reports into a terminal table (:mod:`.table`), JSON for CI
+(:mod:`.json`) or a self-contained HTML page (:mod:`.html`).
+"""
+
+from __future__ import annotations
+
+from .model import (
+    FieldPathCount,
+    Report,
+    RouteReport,
+    build_report,
+    parse_rate,
+    parse_since,
+    route_report,
+)
+
+__all__ = [
+    "FieldPathCount",
+    "Report",
+    "RouteReport",
+    "build_report",
+    "parse_rate",
+    "parse_since",
+    "route_report",
+]
