@@ -10,6 +10,7 @@ from pathlib import Path
 
 from bench import nginx, procs, upstream, wrk
 
+H1_TRANSPORT = "strangler_proxy._h1_transport:H1Transport"
 STRANGLER_MAIN = (
     "import sys; from strangler_proxy.cli import main; sys.exit(main(sys.argv[1:]))"
 )
@@ -106,7 +107,7 @@ def strangler(
     """Start ``strangler proxy --plan plan`` (1 worker, no access log).
 
     ``transport="h1"`` runs it with the proposed ``_h1_transport`` instead of
-    the default (``bench.strangler_h1``).
+    the default, through the ``STRANGLER_TRANSPORT`` measurement hook.
     """
     port = procs.free_port()
     env = {
@@ -116,11 +117,9 @@ def strangler(
         "STRANGLER_ADMIN_TOKEN_FILE": str(registry.workdir / f"{name}-token"),
         "STRANGLER_ACCESS_LOG": "0",
         "STRANGLER_LOG_LEVEL": "warning",
+        "STRANGLER_TRANSPORT": H1_TRANSPORT if transport == "h1" else "aiohttp",
     }
-    if transport == "h1":
-        module = "bench.strangler_h1"
-        args = [sys.executable, "-m", module, "proxy", "--plan", str(plan)]
-    elif strangler_available():
+    if strangler_available():
         args = [sys.executable, "-c", STRANGLER_MAIN, "proxy", "--plan", str(plan)]
     else:
         # Before the CLI existed: the app factory reads STRANGLER_PLAN.

@@ -268,8 +268,10 @@ class AdminApp:
         self, name: str, action: str, receive: Receive
     ) -> Response:
         body = await _read_body(receive, 64 * 1024)
+        if body is None:
+            return _json(413, {"error": "body over 64KiB"})
         try:
-            data = orjson.loads(body) if body and body.strip() else {}
+            data = orjson.loads(body) if body.strip() else {}
         except orjson.JSONDecodeError:
             return _json(400, {"error": "the body must be JSON"})
         if not isinstance(data, dict):

@@ -60,14 +60,34 @@ def parse_duration(text: str) -> float:
 
 
 @click.command("traffic")
-@click.option("--url", default="http://127.0.0.1:8080", show_default=True)
+@click.option(
+    "--url",
+    default="http://127.0.0.1:8080",
+    show_default=True,
+    help="The shop, through the proxy; loopback only unless --allow-remote.",
+)
 @click.option("--rate", default="20/s", show_default=True, help="Visits per second.")
 @click.option("--duration", default=None, help="Run time, e.g. 60s (default 60s).")
 @click.option("--requests", "count", type=int, default=None, help="Visits to make.")
-@click.option("--mix", default=_DEFAULT_MIX_TEXT, show_default=True)
-@click.option("--seed", type=int, default=42, show_default=True)
-@click.option("--concurrency", type=click.IntRange(1), default=8, show_default=True)
-@click.option("--timeout", type=float, default=10.0, show_default=True)
+@click.option(
+    "--mix",
+    default=_DEFAULT_MIX_TEXT,
+    show_default=True,
+    help="Scenario weights; unnamed scenarios get 0.",
+)
+@click.option(
+    "--seed", type=int, default=42, show_default=True, help="Same seed, same visits."
+)
+@click.option(
+    "--concurrency",
+    type=click.IntRange(1),
+    default=8,
+    show_default=True,
+    help="Most visits in flight; later ones count as behind schedule.",
+)
+@click.option(
+    "--timeout", type=float, default=10.0, show_default=True, help="Per request, s."
+)
 @click.option(
     "--customers",
     type=click.IntRange(1),

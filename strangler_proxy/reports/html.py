@@ -176,10 +176,24 @@ def _example(example: Mapping[str, Any]) -> str:
     parts.append("</table><div class=pair>")
     for side in ("legacy", "service"):
         snapshot = example.get(side)
-        body = "(no response)" if snapshot is None else _tree(snapshot, paths, side)
+        body = "(no response)"
+        if snapshot is not None:
+            body = _tree(_parsed(snapshot), paths, side)
         parts.append(f"<div><h4>{side}</h4><pre class={side}>{body}</pre></div>")
     parts.append("</div>")
     return "".join(parts)
+
+
+def _parsed(snapshot: Mapping[str, Any]) -> dict[str, Any]:
+    """The snapshot with a JSON body (stored as text) parsed, so that the
+    differing values can be marked in it."""
+    body = snapshot.get("body")
+    if isinstance(body, str):
+        try:
+            body = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            pass  # a text body: shown as it is
+    return {**snapshot, "body": body}
 
 
 def _dump(value: Any) -> str:

@@ -33,7 +33,8 @@ def fill(path: Path) -> None:
     meta = {"method": "GET", "path": "/api/products/"}
     with open_store(path, flush_interval=0.05) as store:
         for _ in range(2):
-            store.record("products", comparator.compare(legacy, wrong), legacy, wrong, meta)
+            result = comparator.compare(legacy, wrong)
+            store.record("products", result, legacy, wrong, meta)
         # Noise: differences the comparator judged harmless (e.g. learned).
         noise = ParityResult(True, noise=comparator.compare(legacy, noisy).differences)
         store.record("products", noise, legacy, noisy, meta)

@@ -53,7 +53,7 @@ def test_html_to_a_file_is_self_contained(
     page = target.read_text()
     assert page.startswith("<!doctype html>") and "<style>" in page
     assert "<script src" not in page and "http://" not in page
-    assert '<mark class=service>12</mark>' in page
+    assert "<mark class=service>12</mark>" in page
     assert "body.results[*].price" in page
 
 
@@ -87,7 +87,9 @@ def test_clean_route_passes_a_zero_threshold(
 
 
 def test_store_from_the_environment(
-    store_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+    store_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setenv("STRANGLER_PARITY_STORE", str(store_path))
     code, out, _ = run(capsys, "--format", "json")

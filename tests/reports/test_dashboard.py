@@ -99,7 +99,9 @@ async def test_query_token_sets_cookie_and_redirects(client: httpx.AsyncClient) 
 
 
 @pytest.mark.anyio
-async def test_index_lists_routes_with_mode_and_rates(client: httpx.AsyncClient) -> None:
+async def test_index_lists_routes_with_mode_and_rates(
+    client: httpx.AsyncClient,
+) -> None:
     page = await client.get("/dashboard/", headers={"Authorization": f"Bearer {TOKEN}"})
     assert page.status_code == 200, page.text
     assert '<a href="/dashboard/routes/products">products</a>' in page.text
@@ -121,6 +123,8 @@ async def test_route_page_shows_groups_timeline_and_example(
     assert "Mismatch rate over time" in text
     assert "<mark class=legacy>10</mark>" in text
     assert "<mark class=service>12</mark>" in text
+    # ...and inside the service body shown beside the monolith's.
+    assert "    assert "<mark class=service>12</mark>" in textquot;price    assert "<mark class=service>12</mark>" in textquot;: <mark class=service>12</mark>" in text
 
 
 @pytest.mark.anyio

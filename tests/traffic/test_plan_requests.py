@@ -26,7 +26,9 @@ def test_another_seed_gives_other_visits() -> None:
 
 def test_a_longer_plan_starts_with_the_shorter_one() -> None:
     # --duration and --requests runs of one seed agree on their common prefix.
-    assert plan_requests(3, DEFAULT_MIX, 500)[:100] == plan_requests(3, DEFAULT_MIX, 100)
+    assert plan_requests(3, DEFAULT_MIX, 500)[:100] == plan_requests(
+        3, DEFAULT_MIX, 100
+    )
 
 
 def test_the_mix_sets_the_shares() -> None:
@@ -41,9 +43,7 @@ def test_a_zero_weight_scenario_never_appears() -> None:
     assert {v.scenario for v in plan_requests(5, mix, 500)} == {"browse", "checkout"}
 
 
-def test_one_checkout_in_ten_is_declined_and_declined_ones_are_not_cancelled() -> (
-    None
-):
+def test_one_checkout_in_ten_is_declined_and_declined_ones_are_not_cancelled() -> None:
     checkouts = [v for v in plan_requests(2, {"checkout": 1}, 100)]
     assert sum(v.declined for v in checkouts) == 100 // DECLINE_EVERY
     assert not any(v.declined and v.cancel for v in checkouts)
