@@ -44,6 +44,8 @@ def _store_exists(target: str) -> bool:
     type=click.Choice(["table", "json", "html"]),
     default="table",
     show_default=True,
+    help="table (colour in a terminal, plain when piped), json (for CI) or "
+    "html (one self-contained page).",
 )
 @click.option(
     "--output",

@@ -124,7 +124,7 @@ async def test_route_page_shows_groups_timeline_and_example(
     assert "<mark class=legacy>10</mark>" in text
     assert "<mark class=service>12</mark>" in text
     # ...and inside the service body shown beside the monolith's.
-    assert "    assert "<mark class=service>12</mark>" in textquot;price    assert "<mark class=service>12</mark>" in textquot;: <mark class=service>12</mark>" in text
+    assert "&quot;price&quot;: <mark class=service>12</mark>" in text
 
 
 @pytest.mark.anyio

@@ -36,23 +36,40 @@ FLAGS = [
 pytestmark = pytest.mark.e2e
 
 
-def _need_browser() -> None:
+def _missing() -> list[str]:
     missing = [p for p in (CHROMIUM, CHROMEDRIVER) if not shutil.which(p)]
     try:
         import selenium  # noqa: F401
     except ImportError:
         missing.append("selenium")
+    return missing
+
+
+def _require(missing: list[str], ci: str | None) -> None:
+    """Skip without a browser locally; in CI (``CI=true``) fail instead."""
     if not missing:
         return
     message = f"the browser test needs {', '.join(missing)}"
-    if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+    if (ci or "").lower() in ("1", "true", "yes"):
         pytest.fail(message + " (apt-get install -y chromium chromium-driver)")
     pytest.skip(message)
 
 
+@pytest.mark.parametrize(
+    ("ci", "outcome"),
+    [("true", pytest.fail.Exception), (None, pytest.skip.Exception)],
+)
+def test_a_missing_browser_fails_in_ci_and_skips_locally(
+    ci: str | None, outcome: type[BaseException]
+) -> None:
+    with pytest.raises(outcome, match="chromium"):
+        _require(["/usr/bin/chromium"], ci)
+    _require([], ci)  # nothing missing: no skip, no failure
+
+
 @pytest.fixture
 def browser(tmp_path: Path) -> Iterator[Any]:
-    _need_browser()
+    _require(_missing(), os.environ.get("CI"))
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 

@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import io
 import time
 
 import pytest
 
 from strangler_proxy.parity import ParityStore
-from strangler_proxy.reports import build_report, parse_rate, parse_since, route_report
+from strangler_proxy.reports import (
+    Report,
+    build_report,
+    parse_rate,
+    parse_since,
+    route_report,
+)
+from strangler_proxy.reports.table import render_table
 
 
 def test_route_report_counts_rates_and_coverage(store: ParityStore) -> None:
@@ -87,3 +95,19 @@ def test_store_timeline_buckets_by_minute(store: ParityStore) -> None:
     assert sum(mismatched for _, _, mismatched in points) == 2
     assert all(at % 60 == 0 for at, _, _ in points)
     assert store.timeline("products", since=time.time() + 120) == []
+
+
+def test_table_colour_only_when_asked(store: ParityStore) -> None:
+    report = build_report(store)
+    plain, coloured = io.StringIO(), io.StringIO()
+    render_table(report, plain, colour=False)
+    render_table(report, coloured, colour=True)
+    assert "\x1b[" not in plain.getvalue()
+    assert "\x1b[" in coloured.getvalue()
+    assert "25.00%" in plain.getvalue()
+
+
+def test_empty_report_says_so() -> None:
+    out = io.StringIO()
+    render_table(Report(time.time(), None, ()), out, colour=False)
+    assert "No parity results" in out.getvalue()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +30,7 @@ def base_plan(
     return e2e_plan(monolith.url, echo_upstream.url)
 
 
-def _start(plan: dict[str, Any], workdir: Path) -> Server:
+def _start(plan: dict[str, Any], workdir: Path, stack: ExitStack) -> Server:
     plan_file = workdir / "plan.yaml"
     plan_file.write_text(yaml.safe_dump(plan, sort_keys=False))
     port, admin_port = free_port(), free_port()
@@ -58,21 +59,21 @@ def _start(plan: dict[str, Any], workdir: Path) -> Server:
         ready_url=f"http://127.0.0.1:{port}/_strangler/readyz",
         cwd=ROOT,
     )
-    server.start()
+    stack.enter_context(server)
     return Server(server, f"http://127.0.0.1:{port}", f"http://127.0.0.1:{admin_port}")
 
 
 @pytest.fixture
 def start_proxy(tmp_path: Path) -> Iterator[StartProxy]:
     """Start ``strangler proxy`` processes with a given plan; stopped after the test."""
-    started: list[Server] = []
+    with ExitStack() as stack:
+        count = 0
 
-    def start(plan: dict[str, Any]) -> Server:
-        workdir = tmp_path / f"proxy{len(started)}"
-        workdir.mkdir()
-        started.append(_start(plan, workdir))
-        return started[-1]
+        def start(plan: dict[str, Any]) -> Server:
+            nonlocal count
+            count += 1
+            workdir = tmp_path / f"proxy{count}"
+            workdir.mkdir()
+            return _start(plan, workdir, stack)
 
-    yield start
-    for server in started:
-        server.process.stop()
+        yield start

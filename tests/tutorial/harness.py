@@ -47,7 +47,12 @@ UP_FLAGS = {
     "inventory": "--inventory-port",
 }
 # Commands that talk to the admin API, with defaults the harness must change.
-ADMIN_CLIENTS = ("strangler promote", "strangler rollback", "strangler status")
+ADMIN_CLIENTS = (
+    "strangler plan apply",
+    "strangler promote",
+    "strangler rollback",
+    "strangler status",
+)
 BLOCK_TIMEOUT = 60.0
 UP_READY_TIMEOUT = 120.0
 
