@@ -227,9 +227,9 @@ class Runtime:
             source=source,
             version_hash=plan_hash(plan),
         )
+        runtime.identity = identity
         if shared is not None:
             runtime._build_shadow(shared, previous, shadow_options)
-        runtime.identity = identity
         runtime.declared_plan = declared
         runtime.control = control
         return runtime
@@ -261,6 +261,7 @@ class Runtime:
             comparators,
             options if options is not None or old is None else old.options,
             counts=old.counts if old is not None else None,
+            identity=self.identity,
         )
 
     async def start(self) -> None:

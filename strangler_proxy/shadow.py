@@ -38,7 +38,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from .exceptions import UpstreamError, UpstreamUnavailable
-from .headers import upstream_request_headers
+from .headers import parse_cookies, upstream_request_headers
+from .identity import IDENTITY_HEADER, IdentityGate
 from .parity import (
     Comparator,
     ParityResult,
@@ -203,8 +204,12 @@ class ShadowDispatcher:
         comparators: Mapping[str, Comparator],
         options: ShadowOptions | None = None,
         counts: dict[tuple[str, str], int] | None = None,
+        identity: IdentityGate | None = None,
     ) -> None:
         self.upstreams = upstreams
+        # Mirrors to a service that wants identity carry the caller's signed
+        # token too, resolved here, off the hot path.
+        self.identity = identity
         self.policy = policy
         self.store = store
         self.comparators = dict(comparators)
@@ -445,6 +450,14 @@ class ShadowDispatcher:
                 host_mode=upstream.config.host or self.policy.host,
             )
             headers.append((SHADOW_HEADER, b"1"))
+            wants = upstream.config.identity
+            if shadow and wants is not None and self.identity is not None:
+                caller = await self.identity.caller(
+                    job.method, job.request.forward, parse_cookies(job.request)
+                )
+                if caller is not None:
+                    token = self.identity.token(caller, wants.audience, job.request_id)
+                    headers.append((IDENTITY_HEADER, token))
             if shadow and job.capture.dry_run:
                 headers.append((DRY_RUN_HEADER, b"1"))
             async with asyncio.timeout(_deadline(timeouts)):
