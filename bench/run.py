@@ -6,17 +6,22 @@ Starts a fast upstream (1 KB JSON), nginx as a reverse proxy to it, and
 --latency`` after a short warm-up; prints one table (req/s, p50, p99, proxy
 CPU µs per request, peak RSS, strangler/nginx ratio, added p50 vs direct).
 Then streams 1 GiB up and 1 GiB down through a fresh strangler and reports its
-RSS growth, and puts strangler in front of the real Django monolith. Every
-process is stopped at the end, on Ctrl-C and on SIGTERM. Loopback only.
+RSS growth, and puts strangler in front of the real Django monolith. Then the
+shadow-traffic cost at a fixed request rate (``bench/shadow.py``) and the
+parity engine's speed (``bench/parity.py``, short). Every process is stopped
+at the end, on Ctrl-C and on SIGTERM. Loopback only.
 
-    python bench/run.py [--duration 10] [--connections 32]
-                        [--only direct,nginx,strangler,h1,stream,monolith]
+    python bench/run.py [--duration 10] [--connections 32] [--shadow-rate 500]
+                        [--only direct,nginx,strangler,h1,stream,monolith,
+                                shadow,parity]
                         [--profile] [--json]
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import json
 import os
 import platform
@@ -32,9 +37,19 @@ from typing import Any
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench import procs, profile, services, stream, wrk  # noqa: E402
+from bench import parity, procs, profile, services, stream, wrk  # noqa: E402
+from bench import shadow as shadow_bench  # noqa: E402
 
-SECTIONS = ("direct", "nginx", "strangler", "h1", "stream", "monolith")
+SECTIONS = (
+    "direct",
+    "nginx",
+    "strangler",
+    "h1",
+    "stream",
+    "monolith",
+    "shadow",
+    "parity",
+)
 TARGETS = {
     "throughput_ratio_vs_nginx": 0.75,
     "proxy_cpu_us_per_request": 70.0,
@@ -76,6 +91,8 @@ class Report:
     stream_skipped: str | None = None
     profiles: dict[str, dict[str, Any]] = field(default_factory=dict)
     derived: dict[str, float] = field(default_factory=dict)
+    shadow_traffic: shadow_bench.ShadowReport | None = None
+    parity: dict[str, float] = field(default_factory=dict)
 
 
 def machine() -> str:
@@ -283,8 +300,39 @@ def run(args: argparse.Namespace, registry: procs.Processes) -> Report:
                 report.stream_skipped = short(exc)
     if "monolith" in only:
         run_monolith(report, registry, args)
+    if "shadow" in only:
+        report.shadow_traffic = shadow_bench.run_scenarios(
+            registry, args.shadow_rate, args.duration, args.warmup, connections=64
+        )
+    if "parity" in only:
+        run_parity(report)
     derive(report)
     return report
+
+
+def run_parity(report: Report) -> None:
+    """``bench/parity.py`` with short runs (1 s per workload); its JSON."""
+    buffer = io.StringIO()
+    with contextlib.redirect_stdout(buffer):
+        parity.main(["--seconds", "1", "--store-results", "5000", "--json"])
+    report.parity = json.loads(buffer.getvalue())
+
+
+def render_parity(figures: dict[str, float]) -> list[str]:
+    """The parity engine's rates against its targets."""
+    lines = [f"parity engine, one core, {figures['body_bytes']:.0f} B JSON bodies"]
+    for name, target in parity.TARGETS.items():
+        rate = figures[name]
+        verdict = "met" if rate >= target else "NOT met"
+        lines.append(
+            f"  {name:<10} {rate:>12,.0f} comparisons/s"
+            f"  (target >= {target:,.0f}: {verdict})"
+        )
+    lines.append(
+        f"  store      {figures['store_record']:>12,.0f} record() calls/s, "
+        f"{figures['store_write']:,.0f} results written/s (SQLite)"
+    )
+    return lines
 
 
 def derive(report: Report) -> None:
@@ -352,6 +400,8 @@ def render(report: Report) -> str:
         f"{'':<24}{'':>10}{'':>9}{'':>9}{'µs/req':>11}{'µs/req':>11}{'MiB':>10}"
         f"{'':>8}{'ms':>9}",
     ]
+    if not report.rows:
+        del lines[1:]  # only sections without a wrk table were run
     for r in report.rows:
         if r.skipped:
             lines.append(f"{r.name:<24}skipped: {r.skipped}")
@@ -387,6 +437,10 @@ def render(report: Report) -> str:
     for label, summary in report.profiles.items():
         if summary.get("samples"):
             lines += render_profile(label, summary)
+    if report.shadow_traffic is not None:
+        lines += ["", *shadow_bench.render(report.shadow_traffic)]
+    if report.parity:
+        lines += ["", *render_parity(report.parity)]
     return "\n".join(lines)
 
 
@@ -430,6 +484,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--stream-bytes", type=int, default=2**30, help="size of the streamed bodies"
     )
     parser.add_argument("--monolith-path", default="/api/products/")
+    parser.add_argument(
+        "--shadow-rate", type=float, default=500.0, help="req/s of the shadow section"
+    )
     parser.add_argument(
         "--profile", action="store_true", help="py-spy the strangler row (extra run)"
     )

@@ -8,6 +8,9 @@
 - ``GET /stream?bytes=N``: N bytes of zeros, chunked, written under transport
   flow control so the server never buffers more than a few chunks.
 
+``--delay S`` answers the JSON GETs S seconds late (a slow stand-in service
+for the shadow bench); the other endpoints are not delayed.
+
 It is written against the protocol API, not streams, so that it costs little
 CPU per request and is not the bottleneck of the proxy measurements.
 """
@@ -58,7 +61,8 @@ JSON_RESPONSE = _response(b"200 OK", JSON_BODY, b"application/json")
 class UpstreamProtocol(asyncio.Protocol):
     """One HTTP/1.1 connection; requests are answered in order."""
 
-    def __init__(self) -> None:
+    def __init__(self, delay: float = 0.0) -> None:
+        self.delay = delay
         self.parser = httptools.HttpRequestParser(self)
         self.transport: asyncio.Transport | None = None
         self.url = b""
@@ -119,8 +123,20 @@ class UpstreamProtocol(asyncio.Protocol):
                 self._stream(size, keep_alive)
             )
             return
+        elif self.delay > 0:
+            asyncio.get_running_loop().call_later(
+                self.delay, self._write_late, JSON_RESPONSE, keep_alive
+            )
+            return
         else:
             self.transport.write(JSON_RESPONSE)
+        if not keep_alive:
+            self._close()
+
+    def _write_late(self, response: bytes, keep_alive: bool) -> None:
+        if self.transport is None or self.transport.is_closing():
+            return
+        self.transport.write(response)
         if not keep_alive:
             self._close()
 
@@ -154,11 +170,11 @@ class UpstreamProtocol(asyncio.Protocol):
             self.transport.close()
 
 
-async def serve(host: str, port: int) -> None:
+async def serve(host: str, port: int, delay: float = 0.0) -> None:
     """Serve until SIGTERM or SIGINT."""
     loop = asyncio.get_running_loop()
     server = await loop.create_server(
-        UpstreamProtocol, host, port, backlog=1024, reuse_address=True
+        lambda: UpstreamProtocol(delay), host, port, backlog=1024, reuse_address=True
     )
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -172,13 +188,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, required=True)
+    parser.add_argument(
+        "--delay", type=float, default=0.0, help="seconds added to JSON GETs"
+    )
     args = parser.parse_args()
     try:
         import uvloop
     except ImportError:
-        asyncio.run(serve(args.host, args.port))
+        asyncio.run(serve(args.host, args.port, args.delay))
     else:
-        uvloop.run(serve(args.host, args.port))
+        uvloop.run(serve(args.host, args.port, args.delay))
 
 
 if __name__ == "__main__":
