@@ -167,6 +167,7 @@ def build_stack(config: StackConfig) -> Stack:
     """The process specs of the stack described by ``config``."""
     var_dir = config.var_dir.resolve()
     env = config.environ
+    keys_dir = env.get("STRANGLER_KEYS_DIR") or str(var_dir / "keys")
     python = config.python
     monolith_url = _url("127.0.0.1", config.monolith_port)
     database_url = (
@@ -236,7 +237,10 @@ def build_stack(config: StackConfig) -> Stack:
                     str(port),
                     "--no-access-log",
                 ],
-                env={service.database_variable: service_db},
+                env={
+                    service.database_variable: service_db,
+                    "STRANGLER_KEYS_DIR": keys_dir,
+                },
                 cwd=config.root,
                 ready_url=f"{service_url}/ready",
                 ready_timeout=60.0,
@@ -290,6 +294,14 @@ def build_stack(config: StackConfig) -> Stack:
                 "--log-format",
                 "json",
             ],
+            # State lives under --var-dir, whatever the working directory.
+            env={
+                "STRANGLER_PARITY_STORE": env.get("STRANGLER_PARITY_STORE")
+                or str(var_dir / "parity.sqlite3"),
+                "STRANGLER_CONTROL_STORE": env.get("STRANGLER_CONTROL_STORE")
+                or str(var_dir / "control.sqlite3"),
+                "STRANGLER_KEYS_DIR": keys_dir,
+            },
             cwd=config.root,
             ready_url=f"{proxy_url}/_strangler/readyz",
             depends_on=[spec.name for spec in specs if spec.name != "relay"],

@@ -502,8 +502,14 @@ def test_stack_runs_the_services_that_exist(tmp_path: Path) -> None:
     assert catalog.ready_url == "http://127.0.0.1:9101/ready"
     # Database per service: the monolith's URL is not the service's.
     assert catalog.env == {
-        "CATALOG_DATABASE_URL": f"sqlite:///{tmp_path}/catalog.sqlite3"
+        "CATALOG_DATABASE_URL": f"sqlite:///{tmp_path}/catalog.sqlite3",
+        "STRANGLER_KEYS_DIR": str(tmp_path / "keys"),
     }
+    # The proxy keeps all its state under --var-dir too.
+    proxy_env = stack.specs[2].env
+    assert proxy_env["STRANGLER_PARITY_STORE"] == str(tmp_path / "parity.sqlite3")
+    assert proxy_env["STRANGLER_CONTROL_STORE"] == str(tmp_path / "control.sqlite3")
+    assert proxy_env["STRANGLER_KEYS_DIR"] == str(tmp_path / "keys")
     assert stack.specs[0].env["DATABASE_URL"] == "postgresql://shop@db/shop"
     assert stack.specs[2].depends_on == ["monolith", "catalog"]
     assert "catalog" in build_stack(config).urls
