@@ -6,7 +6,8 @@ rate for the same time:
 
 * ``legacy``: route in mode ``legacy`` (shadowing off), the baseline;
 * ``shadow fast``: mode ``shadow``, the service a second fast upstream;
-* ``shadow +50ms``: mode ``shadow``, the service answering 50 ms late.
+* ``shadow +50ms``: mode ``shadow``, the service answering 50 ms late
+  (``--slow-delay``).
 
 The proxies run side by side and take turns (``--rounds`` slices each), so
 that the noise of a shared machine spreads over all three. The load is
@@ -17,7 +18,8 @@ coordinated omission). Connections are bounded; a request that
 finds none idle waits for one and is counted as late. The shadow counters
 (sent, dropped, skipped, matched...) come from the proxy's ``/metrics``.
 
-    python bench/shadow.py [--rate 500] [--duration 10] [--rounds 3] [--json]
+    python bench/shadow.py [--rate 500] [--duration 10] [--rounds 3]
+                           [--slow-delay 0.05] [--json]
 """
 
 from __future__ import annotations
@@ -48,7 +50,6 @@ from bench import procs, services  # noqa: E402
 TARGET_P99_RATIO = 1.10
 SLOW_DELAY = 0.050
 ADMIN_TOKEN = "bench-shadow-token"
-SCENARIOS = ("legacy", "shadow fast", "shadow +50ms")
 _EVENT_LINE = re.compile(r"^strangler_shadow_events_total\{(.*)\}\s+(\S+)$")
 _LABEL = re.compile(r'(\w+)="((?:[^"\\]|\\.)*)"')
 
@@ -386,6 +387,7 @@ def run_scenarios(
     warmup: float,
     connections: int,
     rounds: int = 3,
+    slow_delay: float = SLOW_DELAY,
 ) -> ShadowReport:
     """Every scenario for ``duration`` s, interleaved in ``rounds`` slices.
 
@@ -398,10 +400,11 @@ def run_scenarios(
     report = ShadowReport(rate, duration, connections, rounds)
     legacy = upstream(registry, "shadow-legacy")
     fast = upstream(registry, "shadow-service-fast")
-    slow = upstream(registry, "shadow-service-slow", SLOW_DELAY)
+    slow = upstream(registry, "shadow-service-slow", slow_delay)
     setups = (("legacy", fast), ("shadow", fast), ("shadow", slow))
+    names = ("legacy", "shadow fast", f"shadow +{slow_delay * 1e3:.0f}ms")
     running: list[tuple[Scenario, Proxy]] = []
-    for name, (mode, service) in zip(SCENARIOS, setups, strict=True):
+    for name, (mode, service) in zip(names, setups, strict=True):
         scenario = Scenario(name)
         report.scenarios.append(scenario)
         label = name.replace(" ", "-").replace("+", "")
@@ -497,6 +500,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--rounds", type=int, default=3, help="interleaved slices per scenario"
     )
+    parser.add_argument(
+        "--slow-delay", type=float, default=SLOW_DELAY, help="slow service's delay, s"
+    )
     parser.add_argument("--json", action="store_true")
     return parser.parse_args(argv)
 
@@ -519,6 +525,7 @@ def main(argv: list[str] | None = None) -> int:
                 args.warmup,
                 args.connections,
                 args.rounds,
+                args.slow_delay,
             )
         except KeyboardInterrupt:
             print("interrupted", file=sys.stderr)

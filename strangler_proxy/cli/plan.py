@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from urllib.parse import quote, urlsplit
 
@@ -14,12 +13,12 @@ from ..exceptions import CliError, PlanError
 from ..paths import PathError, normalise_target
 from ..plan import Plan, load_plan, plan_json_schema, version_hash
 from ..routing import Router, canary_bucket, sticky_key
+from ._admin import admin_token
 
 __all__ = ["plan"]
 
 # The origin the proxy names in the errors of a plan posted to its admin API.
 _API_ORIGIN = "<admin api>"
-TOKEN_FILE = Path("var/admin-token")
 
 # Characters left as typed when a path given on the command line is encoded;
 # the rest (spaces, non-ASCII) is percent-encoded as a client would send it.
@@ -156,7 +155,7 @@ def apply(file: str, admin: str, token: str | None) -> None:
         raise CliError(f"invalid plan: {file} (not sent)") from None
     text = Path(file).read_text(encoding="utf-8")
     headers = {
-        "authorization": f"Bearer {_admin_token(token)}",
+        "authorization": f"Bearer {admin_token(token)}",
         "content-type": "application/yaml",
     }
     url = admin.rstrip("/") + "/admin/reload"
@@ -233,21 +232,6 @@ def _explanation(
     if target.shadow is not None:
         lines.append(f"shadow: mirrored to {target.shadow}")
     return lines
-
-
-def _admin_token(given: str | None) -> str:
-    if given:
-        return given
-    env = os.environ.get("STRANGLER_ADMIN_TOKEN")
-    if env:
-        return env
-    try:
-        return TOKEN_FILE.read_text().strip()
-    except OSError:
-        raise CliError(
-            "no admin token: pass --token, set STRANGLER_ADMIN_TOKEN, or run "
-            f"from the directory holding {TOKEN_FILE}"
-        ) from None
 
 
 def _pairs(

@@ -10,39 +10,23 @@ from __future__ import annotations
 import getpass
 import os
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import click
 import httpx
 
 from ..exceptions import CliError
+from ._admin import admin_token
 
 __all__ = ["commands", "promote", "rollback", "status"]
 
 DEFAULT_ADMIN = "http://127.0.0.1:8081"
-TOKEN_FILE = Path("var/admin-token")
-
-
-def _token(given: str | None) -> str:
-    if given:
-        return given
-    env = os.environ.get("STRANGLER_ADMIN_TOKEN")
-    if env:
-        return env
-    try:
-        return TOKEN_FILE.read_text().strip()
-    except OSError:
-        raise CliError(
-            "no admin token: pass --token, set STRANGLER_ADMIN_TOKEN, or run "
-            f"from the directory holding {TOKEN_FILE}"
-        ) from None
 
 
 def _call(
     admin: str, token: str | None, method: str, path: str, body: Any = None
 ) -> tuple[int, dict[str, Any]]:
-    headers = {"authorization": f"Bearer {_token(token)}"}
+    headers = {"authorization": f"Bearer {admin_token(token)}"}
     try:
         with httpx.Client(base_url=admin, timeout=30.0) as client:
             response = client.request(method, path, json=body, headers=headers)
