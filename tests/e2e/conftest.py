@@ -10,31 +10,14 @@ same ``Host`` header, and compare the answers.
 
 from __future__ import annotations
 
-import os
-import subprocess
 from collections.abc import Iterator
 
 import httpx
 import pytest
-import yaml
 
-from tests.e2e.stack import ADMIN_TOKEN, SHOP_HOST, Server, e2e_plan
-from tests.support.processes import PYTHON, ROOT, ServerProcess, free_port
+from tests.e2e.stack import SHOP_HOST, Server, e2e_plan, proxy_server
+from tests.support.monolith import monolith_server, seed_database
 from tests.support.upstreams import ThreadedServer, echo_app
-
-_MAIN = "import sys; from strangler_proxy.cli import main; sys.exit(main())"
-
-
-def _manage(env: dict[str, str], *args: str) -> None:
-    result = subprocess.run(
-        [PYTHON, "manage.py", *args],
-        cwd=ROOT,
-        env={**os.environ, **env},
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert result.returncode == 0, f"manage.py {args}:\n{result.stdout}{result.stderr}"
 
 
 @pytest.fixture(scope="session")
@@ -47,33 +30,18 @@ def monolith_env(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
         "MONOLITH_ALLOWED_HOSTS": f"{SHOP_HOST},127.0.0.1",
         "MONOLITH_DEBUG": "0",
     }
-    _manage(env, "migrate", "--noinput")
-    _manage(env, "seed_shop", "--small")
+    seed_database(env)
     return env
 
 
 @pytest.fixture(scope="session")
 def monolith(monolith_env: dict[str, str]) -> Iterator[Server]:
     """The monolith served as documented: ``uvicorn legacy_monolith.asgi``."""
-    port = free_port()
-    server = ServerProcess(
-        [
-            PYTHON,
-            "-m",
-            "uvicorn",
-            "legacy_monolith.asgi:application",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--log-level",
-            "warning",
-        ],
-        ready_url=f"http://127.0.0.1:{port}/ready",
-        env=monolith_env,
+    server, url = monolith_server(
+        monolith_env, ready_path="/ready", extra=("--log-level", "warning")
     )
     with server:
-        yield Server(server, f"http://127.0.0.1:{port}")
+        yield Server(server, url)
 
 
 @pytest.fixture(scope="session")
@@ -92,39 +60,9 @@ def proxy(
 ) -> Iterator[Server]:
     """``strangler proxy`` in front of the monolith, started by its CLI."""
     workdir = tmp_path_factory.mktemp("proxy")
-    plan_file = workdir / "plan.yaml"
-    plan = e2e_plan(monolith.url, echo_upstream.url)
-    plan_file.write_text(yaml.safe_dump(plan, sort_keys=False))
-    port, admin_port = free_port(), free_port()
-    server = ServerProcess(
-        [
-            PYTHON,
-            "-c",
-            _MAIN,
-            "proxy",
-            "--plan",
-            str(plan_file),
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--admin-port",
-            str(admin_port),
-            "--admin-token",
-            ADMIN_TOKEN,
-            "--admin-token-file",
-            str(workdir / "admin-token"),
-            "--no-watch",
-            "--log-level",
-            "warning",
-        ],
-        ready_url=f"http://127.0.0.1:{port}/_strangler/readyz",
-        cwd=ROOT,
-    )
-    with server:
-        yield Server(
-            server, f"http://127.0.0.1:{port}", f"http://127.0.0.1:{admin_port}"
-        )
+    server = proxy_server(e2e_plan(monolith.url, echo_upstream.url), workdir)
+    with server.process:
+        yield server
 
 
 def _client(base_url: str) -> httpx.Client:

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import yaml
 
-from tests.support.processes import ROOT, ServerProcess, free_port
+from tests.support.processes import PYTHON, ROOT, ServerProcess, free_port
 
 #: The name clients use for the shop. Both sides get it as ``Host``: it is in
 #: the monolith's ALLOWED_HOSTS, and it is what ``next`` links must be built on.
@@ -49,3 +50,41 @@ def e2e_plan(monolith_url: str, echo_url: str) -> dict[str, Any]:
         }
     ]
     return plan
+
+
+#: ``python -c CLI ...`` runs the ``strangler`` command line in a child process.
+CLI = "import sys; from strangler_proxy.cli import main; sys.exit(main())"
+
+
+def proxy_server(plan: dict[str, Any], workdir: Path) -> Server:
+    """``strangler proxy`` with ``plan``, started by its CLI (not yet running:
+    enter ``Server.process`` to start it and to stop it afterwards)."""
+    plan_file = workdir / "plan.yaml"
+    plan_file.write_text(yaml.safe_dump(plan, sort_keys=False))
+    port, admin_port = free_port(), free_port()
+    process = ServerProcess(
+        [
+            PYTHON,
+            "-c",
+            CLI,
+            "proxy",
+            "--plan",
+            str(plan_file),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--admin-port",
+            str(admin_port),
+            "--admin-token",
+            ADMIN_TOKEN,
+            "--admin-token-file",
+            str(workdir / "admin-token"),
+            "--no-watch",
+            "--log-level",
+            "warning",
+        ],
+        ready_url=f"http://127.0.0.1:{port}/_strangler/readyz",
+        cwd=ROOT,
+    )
+    return Server(process, f"http://127.0.0.1:{port}", f"http://127.0.0.1:{admin_port}")

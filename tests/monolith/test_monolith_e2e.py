@@ -3,28 +3,16 @@
 from __future__ import annotations
 
 import html
-import os
 import signal
-import subprocess
 from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.support.processes import PYTHON, ROOT, ServerProcess, free_port
+from tests.support.monolith import monolith_server, seed_database
+from tests.support.processes import PYTHON, ServerProcess, free_port
 
 pytestmark = pytest.mark.e2e
-
-
-def manage(env: dict[str, str], *args: str) -> None:
-    subprocess.run(
-        [PYTHON, "manage.py", *args],
-        cwd=ROOT,
-        env={**os.environ, **env},
-        check=True,
-        capture_output=True,
-        timeout=90,
-    )
 
 
 @pytest.fixture
@@ -33,24 +21,8 @@ def sqlite_env(tmp_path: Path) -> dict[str, str]:
 
 
 def test_monolith_under_uvicorn(sqlite_env: dict[str, str]) -> None:
-    manage(sqlite_env, "migrate", "--noinput")
-    manage(sqlite_env, "seed_shop", "--small")
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    server = ServerProcess(
-        [
-            PYTHON,
-            "-m",
-            "uvicorn",
-            "legacy_monolith.asgi:application",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-        ],
-        ready_url=f"{base}/health",
-        env=sqlite_env,
-    )
+    seed_database(sqlite_env)
+    server, base = monolith_server(sqlite_env)
     with server, httpx.Client(base_url=base, timeout=10) as http:
         assert http.get("/health").json() == {"status": "ok"}
         assert http.get("/ready").status_code == 200

@@ -6,28 +6,15 @@ from the login form, a CSRF cookie and form field on every POST, and 302s.
 
 from __future__ import annotations
 
-import os
 import re
-import subprocess
 from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.support.processes import PYTHON, ROOT, ServerProcess, free_port
+from tests.support.monolith import monolith_server, seed_database
 
 pytestmark = pytest.mark.e2e
-
-
-def manage(env: dict[str, str], *args: str) -> None:
-    subprocess.run(
-        [PYTHON, "manage.py", *args],
-        cwd=ROOT,
-        env={**os.environ, **env},
-        check=True,
-        capture_output=True,
-        timeout=90,
-    )
 
 
 def csrf_field(page: str) -> str:
@@ -38,24 +25,8 @@ def csrf_field(page: str) -> str:
 
 def test_shop_flow_under_uvicorn(tmp_path: Path) -> None:
     env = {"DATABASE_URL": f"sqlite:///{tmp_path / 'shop.sqlite3'}"}
-    manage(env, "migrate", "--noinput")
-    manage(env, "seed_shop", "--small")
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    server = ServerProcess(
-        [
-            PYTHON,
-            "-m",
-            "uvicorn",
-            "legacy_monolith.asgi:application",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-        ],
-        ready_url=f"{base}/health",
-        env=env,
-    )
+    seed_database(env)
+    server, base = monolith_server(env)
     with server, httpx.Client(base_url=base, timeout=10) as http:
         home = http.get("/")
         assert (home.status_code, home.headers["location"]) == (302, "/products/")

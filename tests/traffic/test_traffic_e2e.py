@@ -14,13 +14,12 @@ import pytest
 
 from strangler_proxy.cli import main
 from strangler_proxy.traffic import SCENARIOS, parse_mix, plan_requests
-from tests.e2e.stack import ADMIN_TOKEN, Server
+from tests.e2e.stack import ADMIN_TOKEN, CLI, Server
 from tests.support.processes import PYTHON, ROOT, free_port
 from tests.traffic.conftest import StartProxy
 
 pytestmark = pytest.mark.e2e
 
-_MAIN = "import sys; from strangler_proxy.cli import main; sys.exit(main())"
 # Heavier on the writes than the default, so that 60 visits exercise all of them.
 MIX = "browse=3,search=2,product=2,login=2,checkout=3,staff-edit=2"
 
@@ -118,7 +117,7 @@ def test_ctrl_c_stops_the_run_and_prints_the_summary(
     proxy = start_proxy(base_plan)
     args = ["--url", proxy.url, "--duration", "100s", "--rate", "5/s", "--json"]
     process = subprocess.Popen(
-        [PYTHON, "-c", _MAIN, "traffic", *args, "--customers", "5"],
+        [PYTHON, "-c", CLI, "traffic", *args, "--customers", "5"],
         cwd=ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
