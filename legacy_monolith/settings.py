@@ -5,6 +5,7 @@ the monolith reads the environment, and no module reads settings at import time.
 
 ``DATABASE_URL``                 database (default: SQLite at var/monolith.sqlite3)
 ``MONOLITH_DB_CONN_MAX_AGE``     seconds a connection is reused (default 60)
+``MONOLITH_DB_TIMEOUT``          SQLite: seconds a writer waits for the lock (default 20)
 ``MONOLITH_SECRET_KEY``          secret key (default: an insecure dev key)
 ``MONOLITH_DEBUG``               1/true/yes/on to enable DEBUG (default off)
 ``MONOLITH_ALLOWED_HOSTS``       comma-separated host names
@@ -112,12 +113,23 @@ DATABASES = {
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     if not os.environ.get("DATABASE_URL"):
         VAR_DIR.mkdir(exist_ok=True)
-    # Concurrent writers (a checkout beside a staff edit) otherwise get 500
-    # "database is locked": a deferred transaction cannot upgrade its read lock
-    # while another connection writes. IMMEDIATE takes the write lock up front
-    # and waits up to ``timeout`` seconds for it (found by `strangler traffic`).
+    # Several processes share the file: this server, `strangler relay`,
+    # `strangler backfill` (docs/reference/sync.md). Without care a writer gets
+    # "database is locked":
+    # - IMMEDIATE: a deferred transaction cannot upgrade its read lock while
+    #   another connection writes (and then fails at once, without waiting);
+    #   IMMEDIATE takes the write lock up front and waits for it. It also keeps
+    #   checkouts serialised, since SQLite ignores select_for_update.
+    # - WAL: readers (the relay's polls) never block a writer, nor a writer
+    #   them; NORMAL sync is the documented pairing, and commits stay short.
+    # - timeout: how long a writer waits for the write lock.
+    # https://docs.djangoproject.com/en/5.2/ref/databases/#sqlite-notes
     DATABASES["default"].setdefault("OPTIONS", {}).update(
-        {"transaction_mode": "IMMEDIATE", "timeout": 20}
+        {
+            "transaction_mode": "IMMEDIATE",
+            "timeout": float(os.environ.get("MONOLITH_DB_TIMEOUT", "20")),
+            "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL",
+        }
     )
 else:
     # Each test process gets its own fresh database, so a CI run never trips

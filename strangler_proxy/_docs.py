@@ -235,6 +235,8 @@ def _commands(
     yield path, ctx
     if isinstance(command, click.Group):
         for name in sorted(command.commands):
+            if command.commands[name].hidden:
+                continue  # deprecated aliases, as in --help
             yield from _commands(command.commands[name], (*path, name), ctx)
 
 

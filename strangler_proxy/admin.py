@@ -8,7 +8,8 @@ loopback by default). Every path on it requires ``Authorization: Bearer
     GET  /admin/plan        the running plan, its version hash, source, loaded_at
     GET  /admin/routes      route table: name, match, mode, sides, fallback
     GET  /admin/upstreams   url, health, breaker state and counters, bulkhead
-    POST /admin/reload      reload from the plan file, or from a YAML body
+    POST /admin/reload      reload from the plan file, or from a YAML body;
+                            ?force=1&reason=...&who=... override the gate
     GET  /admin/reloads     reload history, newest last
     GET  /admin/status      per route: plan vs effective mode, gate, last change
     POST /admin/routes/{name}/promote   {to, force, reason, who} (control.py)
@@ -28,12 +29,14 @@ import hmac
 import logging
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qs
 
 import orjson
 
 from .control import ControlError, Controller, ControlStore
 from .dashboard import PREFIX as DASHBOARD
 from .dashboard import Dashboard
+from .errors import http_date
 from .metrics import CONTENT_TYPE, ProxyMetrics
 from .reload import PlanReloader, ReloadHistory
 
@@ -247,7 +250,16 @@ class AdminApp:
                 text = body.decode("utf-8")
             except UnicodeDecodeError:
                 return _json(400, {"error": "the plan body must be UTF-8"})
-        event = await self.reloader.reload("api", text)
+        # The body is the plan; who applies it, why, and whether the gate is
+        # overridden come in the query: ?force=1&reason=...&who=...
+        query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
+        event = await self.reloader.reload(
+            "api",
+            text,
+            force=query.get("force", [""])[0].lower() in ("1", "true", "yes"),
+            who=query.get("who", [""])[0],
+            why=query.get("reason", [""])[0],
+        )
         return _json(200 if event.ok else 422, event.as_dict())
 
     async def _reloads(self, scope: Scope, receive: Receive) -> Response:
@@ -337,13 +349,16 @@ class ProbeMiddleware:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["path"].startswith(PROBE_PREFIX):
             probe = scope["path"][len(PROBE_PREFIX) :]
+            # The proxy's server adds no Date (relayed responses carry their
+            # own); the admin server's uvicorn does.
+            date = [(b"date", http_date())]
             if probe == "livez":
-                await _respond(send, _json(200, {"status": "alive"}))
+                await _respond(send, _json(200, {"status": "alive"}), date)
                 return
             if probe == "readyz":
                 if self.ready():
-                    await _respond(send, _json(200, {"status": "ready"}))
+                    await _respond(send, _json(200, {"status": "ready"}), date)
                 else:
-                    await _respond(send, _json(503, {"status": "not ready"}))
+                    await _respond(send, _json(503, {"status": "not ready"}), date)
                 return
         await self.app(scope, receive, send)

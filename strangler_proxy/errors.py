@@ -5,9 +5,15 @@ Every response the proxy makes up (rather than relays) is a short JSON body
 tracebacks, no upstream addresses. Upstream transport errors map to 502,
 timeouts to 504, refusals by the breaker or the bulkhead to 503, as in Envoy
 and nginx.
+
+:func:`http_date` is the ``Date`` of every response the proxy makes up, and of
+relayed responses whose upstream sent none (:mod:`~strangler_proxy.headers`).
 """
 
 from __future__ import annotations
+
+import time
+from email.utils import formatdate
 
 import orjson
 
@@ -18,9 +24,22 @@ __all__ = [
     "ProxyError",
     "bad_request",
     "error_for_exception",
+    "http_date",
     "render_error",
     "send_error",
 ]
+
+
+_date: tuple[int, bytes] = (0, b"")
+
+
+def http_date() -> bytes:
+    """Now as an IMF-fixdate (RFC 9110 §5.6.7), formatted once per second."""
+    global _date
+    now = int(time.time())
+    if _date[0] != now:
+        _date = (now, formatdate(now, usegmt=True).encode("ascii"))
+    return _date[1]
 
 
 class ProxyError(Exception):
@@ -111,6 +130,7 @@ def render_error(
     headers = [
         (b"content-type", b"application/json"),
         (b"content-length", str(len(body)).encode()),
+        (b"date", http_date()),
         (request_id_header, request_id.encode()),
         *error.headers,
     ]

@@ -33,7 +33,13 @@ import time
 from collections.abc import AsyncIterator, Callable
 from typing import ClassVar
 
-from .errors import ProxyError, bad_request, error_for_exception, send_error
+from .errors import (
+    ProxyError,
+    bad_request,
+    error_for_exception,
+    http_date,
+    send_error,
+)
 from .exceptions import UpstreamError, UpstreamTimeout, UpstreamUnavailable
 from .headers import (
     RequestHeaders,
@@ -322,35 +328,65 @@ class _Exchange:
 async def forward(
     runtime: Runtime, scope: Scope, receive: Receive, send: Send
 ) -> RequestRecord:
-    """Serve one HTTP request through ``runtime``; never raises (but cancels)."""
+    """Serve one HTTP request through ``runtime``; never raises.
+
+    A cancellation before the response started is answered with a 503 (see
+    :func:`_shutting_down`); after that it propagates and the server cuts the
+    connection.
+    """
     ex = _Exchange(scope)
-    policy = runtime.policy
     try:
         await _forward(runtime, ex, scope, receive, send)
+    except asyncio.CancelledError:
+        task = asyncio.current_task()
+        if ex.response_started or task is None:
+            raise
+        task.uncancel()
+        await _answer_error(runtime, ex, send, _shutting_down())
     except Exception as exc:
         error = error_for_exception(exc)
         if error.kind == "internal":
             _log_internal(exc)
-        ex.error = error.kind
-        if not ex.request_id:
-            ex.request_id = new_request_id()
-        if ex.response_started:
-            pass  # too late for an error response: the connection is cut
-        elif error.kind == "client_disconnect":
-            ex.status = 499
-        else:
-            ex.status = error.status
-            try:
-                ex.response_bytes = await send_error(
-                    send,
-                    error,
-                    ex.request_id,
-                    policy.request_id_header,
-                    head=ex.method == "HEAD",
-                )
-            except OSError:
-                ex.error = "client_disconnect"
+        await _answer_error(runtime, ex, send, error)
     return ex.record()
+
+
+def _shutting_down() -> ProxyError:
+    # Nothing but the server cancels a request task (a client going away is a
+    # 499, see _forward): uvicorn does when the graceful shutdown timeout ends,
+    # and would answer a plain-text 500. Catching the cancellation here, at the
+    # top of the task, is what uvicorn itself does with it, one frame up.
+    return ProxyError(
+        503,
+        "shutting_down",
+        "the proxy is shutting down",
+        kind="shutting_down",
+        close=True,
+    )
+
+
+async def _answer_error(
+    runtime: Runtime, ex: _Exchange, send: Send, error: ProxyError
+) -> None:
+    ex.error = error.kind
+    if not ex.request_id:
+        ex.request_id = new_request_id()
+    if ex.response_started:
+        return  # too late for an error response: the connection is cut
+    if error.kind == "client_disconnect":
+        ex.status = 499
+        return
+    ex.status = error.status
+    try:
+        ex.response_bytes = await send_error(
+            send,
+            error,
+            ex.request_id,
+            runtime.policy.request_id_header,
+            head=ex.method == "HEAD",
+        )
+    except OSError:
+        ex.error = "client_disconnect"
 
 
 def _log_internal(exc: BaseException) -> None:
@@ -486,6 +522,7 @@ async def _answer_server_options(ex: _Exchange, send: Send, id_header: bytes) ->
             "status": 204,
             "headers": [
                 (b"allow", b"GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS"),
+                (b"date", http_date()),
                 (id_header, ex.request_id.encode("ascii")),
             ],
         }

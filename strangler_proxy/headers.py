@@ -17,8 +17,10 @@ Requests (client -> upstream):
 * a request id is kept when the client sent a sane one, else generated.
 
 Responses (upstream -> client): hop-by-hop removed, ``Via`` appended, the
-request id returned, and optionally ``Location`` and ``Set-Cookie`` domains
-rewritten from the upstream's origin to the one the client used.
+request id returned, exactly one ``Date`` (the upstream's, or the proxy's when
+the upstream sent none: RFC 9110 §6.6.1), and optionally ``Location`` and
+``Set-Cookie`` domains rewritten from the upstream's origin to the one the
+client used.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ import random
 import re
 from dataclasses import dataclass, field
 
-from .errors import bad_request
+from .errors import bad_request, http_date
 from .plan import ProxyConfig
 
 __all__ = [
@@ -322,12 +324,19 @@ def response_headers(
             )
     out: list[tuple[bytes, bytes]] = []
     via: list[bytes] = []
+    dated = False
     for name, value in upstream:
         if name in HOP_BY_HOP or name in connection_named:
             continue
         if name == b"content-length":
             if keep_length:
                 out.append((name, value))
+        elif name == b"date":
+            # A recipient with a clock adds a missing Date (RFC 9110 §6.6.1);
+            # the server (uvicorn) adds none, so there is exactly one.
+            if not dated:
+                out.append((name, value))
+                dated = True
         elif name == b"via":
             via.append(value)
         elif name == policy.request_id_header:
@@ -340,6 +349,8 @@ def response_headers(
             )
         else:
             out.append((name, value))
+    if not dated:
+        out.append((b"date", http_date()))
     via.append(policy.via)
     out.append((b"via", b", ".join(via)))
     out.append((policy.request_id_header, request_id.encode("ascii")))

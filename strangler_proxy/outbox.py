@@ -8,7 +8,8 @@ keep the same rules: :meth:`OutboxStore.next_batch` never hands out event
 and an event being retried is the last of its aggregate in its batch.
 
 Store methods are synchronous (the Django ORM is); the relay calls them from
-one worker thread.
+one worker thread. A store call that fails because the database is busy
+(:func:`is_busy`) changed nothing and may be made again.
 """
 
 from __future__ import annotations
@@ -22,13 +23,39 @@ from typing import Any, Literal, Protocol
 
 from .sync import matches
 
-__all__ = ["Lag", "MemoryOutbox", "OutboxStore", "Pending", "utcnow"]
+__all__ = ["Lag", "MemoryOutbox", "OutboxStore", "Pending", "is_busy", "utcnow"]
 
 Envelope = dict[str, Any]
 
 
 def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
+
+
+# PostgreSQL's "try again" errors: serialization failure, deadlock detected,
+# lock not available (lock_timeout).
+_BUSY_SQLSTATES = frozenset({"40001", "40P01", "55P03"})
+
+
+def is_busy(exc: BaseException) -> bool:
+    """True when ``exc`` (or what it wraps) says the database was busy: SQLite's
+    ``database is locked`` after its busy timeout, or a PostgreSQL deadlock,
+    serialization failure or lock timeout. The transaction was rolled back, so
+    the same work can simply be tried again."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if getattr(current, "sqlstate", None) in _BUSY_SQLSTATES:
+            return True
+        if "database is locked" in str(current) or "table is locked" in str(current):
+            return True
+        # Django and SQLAlchemy keep the driver's error as the cause / .orig.
+        orig = getattr(current, "orig", None)
+        current = current.__cause__ or (
+            orig if isinstance(orig, BaseException) else None
+        )
+    return False
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,6 +15,11 @@ it with the same batching, retries and per-aggregate ordering
 means a redelivery, which the monolith's ingest answers ``duplicate``. The
 monolith is the only subscriber of this stream; retry and parking state is
 kept in memory and starts afresh with the process.
+
+The monolith stays the hub: each change it applies records a monolith outbox
+event with the owner as its ``origin``, which the ordinary forward relay
+(:mod:`.relay`) delivers to every other subscriber and never to the origin
+(``legacy_monolith.outbox.delivery``).
 """
 
 from __future__ import annotations

@@ -21,6 +21,12 @@ Guarantees, per subscriber (``docs/reference/sync.md``):
 Each subscriber runs as its own task with its own ``httpx.AsyncClient``, so a
 slow or dead service delays nobody else. The store is called from one worker
 thread (the Django ORM is synchronous).
+
+**A busy database is waited out.** A store call that meets a lock (SQLite's
+``database is locked`` while ``strangler backfill`` or the monolith writes, a
+PostgreSQL deadlock) is made again after a short backoff, logged as a warning;
+if the database stays busy, the running relay logs it and tries again at its
+next poll, with the subscriber backoff. The relay never exits over it.
 """
 
 from __future__ import annotations
@@ -37,7 +43,7 @@ from typing import Any, TypeVar
 
 import httpx
 
-from .outbox import Lag, OutboxStore, Pending, utcnow
+from .outbox import Lag, OutboxStore, Pending, is_busy, utcnow
 from .sync import Subscriber, SyncConfig
 
 __all__ = ["OK_STATUSES", "Relay", "SubscriberStats"]
@@ -48,6 +54,10 @@ log = logging.getLogger("strangler.relay")
 # rejection. "stale": the service already holds a later sequence.
 OK_STATUSES = frozenset({"applied", "duplicate", "stale", "ignored"})
 _OUTAGE_STATUSES = frozenset({429, 502, 503, 504})
+# A store call that finds the database busy is retried this many times, after
+# 0.05s, 0.1s, ... (at most 2s) between attempts, before the error is raised.
+BUSY_RETRIES = 8
+_BUSY_INITIAL, _BUSY_MAX = 0.05, 2.0
 
 T = TypeVar("T")
 
@@ -133,6 +143,7 @@ class Relay:
         self._stats = {name: SubscriberStats() for name in config.subscribers}
         self._clients: dict[str, httpx.AsyncClient] = {}
         self._executor: ThreadPoolExecutor | None = None
+        self.busy_retries = BUSY_RETRIES
 
     async def __aenter__(self) -> Relay:
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="relay-store")
@@ -163,7 +174,25 @@ class Relay:
         if self._executor is None:
             raise RuntimeError("use the Relay as an async context manager")
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, fn, *args)
+        attempt = 0
+        while True:
+            try:
+                return await loop.run_in_executor(self._executor, fn, *args)
+            except Exception as exc:
+                # Busy means rolled back: every store call may be made again.
+                if attempt >= self.busy_retries or not is_busy(exc):
+                    raise
+                attempt += 1
+                delay = min(_BUSY_INITIAL * 2 ** (attempt - 1), _BUSY_MAX)
+                log.warning(
+                    "relay: the outbox database is busy (%s); retrying in %.2fs "
+                    "(%d/%d)",
+                    _first_line(exc),
+                    delay,
+                    attempt,
+                    self.busy_retries,
+                )
+                await asyncio.sleep(delay)
 
     def stats(self) -> dict[str, Any]:
         """Counters, availability and lag per subscriber, plus totals."""
@@ -233,16 +262,30 @@ class Relay:
 
     async def _loop(self, name: str, stop: asyncio.Event) -> None:
         state = self._stats[name]
+        failures = 0
         while not stop.is_set():
+            delay = self.poll
             try:
                 sent = await self.deliver_once(name)
+                failures = 0
                 if sent >= self.batch:
                     continue  # more is probably waiting
                 await self.refresh_lag(name)
-            except Exception:  # the relay must outlive a store hiccup
-                log.exception("relay: delivering to %s failed", name)
-                sent = 0
-            delay = self.poll
+            except Exception as exc:  # the relay must outlive a store hiccup
+                failures += 1
+                delay = self.config.relay.backoff.delay(failures)
+                if is_busy(exc):
+                    log.warning(
+                        "relay: the outbox database is still busy (%s); "
+                        "trying %s again in %.2fs",
+                        _first_line(exc),
+                        name,
+                        delay,
+                    )
+                else:
+                    log.exception(
+                        "relay: delivering to %s failed; retry in %.2fs", name, delay
+                    )
             if state.retry_at is not None:
                 delay = max((state.retry_at - self._clock()).total_seconds(), 0.0)
             with contextlib.suppress(TimeoutError):
@@ -324,6 +367,11 @@ class Relay:
                     attempts,
                     error,
                 )
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
 
 
 def _outcome(batch: Sequence[Pending], response: httpx.Response) -> _Outcome:

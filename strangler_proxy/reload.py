@@ -12,8 +12,13 @@ A plan is validated completely before it takes effect. An invalid one is
 rejected with its issues, logged and returned, and the running plan keeps
 serving. A valid one is swapped in with
 ``RuntimeHolder.swap(Runtime.from_plan(new, previous=old))``; requests already
-in flight finish on the runtime they started on. Reloads are serialised, and
+in flight finish on the runtime they started on. Reloads are serialised (with
+each other and with promotions and rollbacks, by ``RuntimeHolder.lock``), and
 each one is recorded in :class:`ReloadHistory`.
+
+Runtime overrides (promote, rollback) are layered over the new plan, except
+those of routes whose declared state it changes: the reviewed plan wins, and
+the swap clears them (see :mod:`.control`). A rejected plan clears none.
 
 A plan posted through the API is not written to the plan file: the next
 reload from the file (SIGHUP, a file change) replaces it.
@@ -31,6 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from .control import PLAN_RELOAD
 from .exceptions import PlanError
 from .plan import Plan, parse_plan
 from .runtime import Runtime, RuntimeHolder
@@ -106,6 +112,15 @@ def _file_state(path: Path) -> tuple[int, int] | None:
     return (stat.st_mtime_ns, stat.st_size)
 
 
+@dataclass(frozen=True, slots=True)
+class _Intent:
+    """Who applies a plan, why, and whether they override the gate."""
+
+    force: bool = False
+    who: str = ""
+    why: str = ""
+
+
 class PlanReloader:
     """Loads plans into a :class:`RuntimeHolder`, from the file or from text."""
 
@@ -129,15 +144,23 @@ class PlanReloader:
             return None
 
     async def reload(
-        self, source: ReloadSource, text: str | None = None
+        self,
+        source: ReloadSource,
+        text: str | None = None,
+        *,
+        force: bool = False,
+        who: str = "",
+        why: str = "",
     ) -> ReloadEvent:
-        """Load the plan file (or ``text``) and swap it in if it is valid.
+        """Load the plan file (or ``text``) and swap it in if it is valid and
+        the gate allows every route it moves towards a service.
 
         Never raises for a bad plan: the returned event has ``ok=False`` and
-        the issues in ``errors``; the running plan is left alone.
+        the issues in ``errors``; the running plan is left alone. ``force``
+        (with ``why``) overrides the gate, and is recorded.
         """
         async with self._lock:
-            event = await self._reload(source, text)
+            event = await self._reload(source, text, _Intent(force, who, why))
         self.history.record(event)
         if event.ok:
             logger.info(
@@ -155,7 +178,9 @@ class PlanReloader:
             )
         return event
 
-    async def _reload(self, source: ReloadSource, text: str | None) -> ReloadEvent:
+    async def _reload(
+        self, source: ReloadSource, text: str | None, intent: _Intent
+    ) -> ReloadEvent:
         now = time.time()
         try:
             if text is None:
@@ -174,8 +199,21 @@ class PlanReloader:
                 now, source, ok=False, errors=(f"{self.path}: cannot read plan: {exc}",)
             )
 
+        async with self.holder.lock:
+            return await self._swap_in(plan, source, origin, now, intent)
+
+    async def _swap_in(
+        self,
+        plan: Plan,
+        source: ReloadSource,
+        origin: str,
+        now: float,
+        intent: _Intent,
+    ) -> ReloadEvent:
         old = self.holder.current
-        if plan == old.plan:
+        # Against the declared plan, not the effective one: a plan that now
+        # declares what an override set still has to clear that override.
+        if plan == old.declared_plan:
             return ReloadEvent(
                 now,
                 source,
@@ -188,6 +226,16 @@ class PlanReloader:
             new = Runtime.from_plan(plan, source=origin, previous=old)
         except PlanError as exc:
             return ReloadEvent(now, source, ok=False, errors=tuple(exc.issues))
+        control = old.control
+        moves = await control.transitions(new) if control is not None else []
+        refused = [move for move in moves if move.refused]
+        if refused and not (intent.force and intent.why.strip()):
+            await new.aclose()
+            errors = [move.describe() for move in refused]
+            hint = "apply it with --force and a reason (recorded) to override the gate"
+            if intent.force:
+                hint = "a forced plan needs a reason"
+            return ReloadEvent(now, source, ok=False, errors=(*errors, hint))
         try:
             await new.start()
         except Exception as exc:
@@ -196,6 +244,11 @@ class PlanReloader:
             await new.aclose()
             return ReloadEvent(now, source, ok=False, errors=(f"start failed: {exc}",))
         self.holder.swap(new)
+        if control is not None and moves:
+            who = intent.who or f"{PLAN_RELOAD} ({source})"
+            control.record_plan(
+                new, moves, who=who, why=intent.why, forced=bool(refused)
+            )
         return ReloadEvent(
             now,
             source,

@@ -7,6 +7,12 @@ objects whose configuration did not change (so pools stay warm and breakers
 keep their state), then :meth:`RuntimeHolder.swap` makes it current. Requests
 in flight finish on the runtime they started with; the old one is closed when
 its last request ends.
+
+Every plan that takes effect passes here: a reload, a promotion or rollback
+(:mod:`.control`), the plan a proxy starts with. ``from_plan`` layers the
+runtime overrides the new plan leaves standing over it, and ``swap`` is the
+commit point where the overrides it overtook are cleared (``Controller.settle``).
+Whoever builds and swaps holds :attr:`RuntimeHolder.lock`.
 """
 
 from __future__ import annotations
@@ -29,7 +35,7 @@ from .routing import Router
 from .transport import Transport, TransportFactory, create_transport
 
 if TYPE_CHECKING:
-    from .control import Controller
+    from .control import Controller, Superseded
     from .parity import ParityStore
     from .shadow import ShadowDispatcher, ShadowOptions, SharedStore
 
@@ -176,6 +182,10 @@ class Runtime:
         self._shared_store: SharedStore | None = None
         self.identity: IdentityGate | None = None
         """Resolves callers and mints tokens; None when no upstream wants them."""
+        self.superseded: tuple[Superseded, ...] = ()
+        self.settled: tuple[str, ...] = ()
+        """Routes whose move the clearing of an override recorded."""
+        """Overrides this plan overtook, cleared when it becomes current."""
 
     @classmethod
     def from_plan(
@@ -200,10 +210,12 @@ class Runtime:
         """
         declared = plan
         control = previous.control if previous is not None else None
+        superseded: tuple[Superseded, ...] = ()
         if control is not None:
-            # Promotions and rollbacks survive reloads: the YAML is the base
-            # they are layered over (see control.py).
-            plan = control.overlay(plan)
+            # Promotions and rollbacks survive reloads that leave the route's
+            # declared state alone; the YAML is the base they are layered over
+            # (see control.py).
+            plan, superseded = control.resolve(plan)
         _check_references(plan)
         identity = IdentityGate.from_plan(plan)
         factory = transport_factory or create_transport
@@ -232,6 +244,7 @@ class Runtime:
             runtime._build_shadow(shared, previous, shadow_options)
         runtime.declared_plan = declared
         runtime.control = control
+        runtime.superseded = superseded
         return runtime
 
     def _build_shadow(
@@ -359,6 +372,9 @@ class RuntimeHolder:
     def __init__(self, current: Runtime) -> None:
         self.current = current
         self._retired: list[Runtime] = []
+        self.lock = asyncio.Lock()
+        """Held by whoever builds a runtime from the current one and swaps it
+        in (reloads, promotions, rollbacks), so none is built on a stale one."""
 
     def acquire(self) -> Runtime:
         """The current runtime, counted as in use until :meth:`Runtime.release`."""
@@ -367,7 +383,11 @@ class RuntimeHolder:
         return runtime
 
     def swap(self, new: Runtime) -> Runtime:
-        """Make ``new`` current; return the old one, closed when it goes idle."""
+        """Make ``new`` current; return the old one, closed when it goes idle.
+
+        Then clear the runtime overrides ``new``'s plan overtook: only a plan
+        that took effect clears any.
+        """
         old = self.current
         if new is old:
             return old
@@ -375,6 +395,12 @@ class RuntimeHolder:
         self._retired = [r for r in self._retired if not r.closed]
         self._retired.append(old)
         old.retire()
+        if new.control is not None and new.superseded:
+            try:
+                new.control.settle(new)
+            except Exception:
+                # The new plan serves regardless; the next swap tries again.
+                logger.exception("clearing overtaken runtime overrides failed")
         return old
 
     async def aclose(self) -> None:

@@ -13,13 +13,18 @@ the supervisor runs:
   state directory.
 * ``relay`` (only with a sync file): ``strangler relay``, which delivers the
   monolith's outbox events to the services.
+* ``owner-relay-<service>`` (only with a sync file whose ``ownership.owners``
+  names a service the stack runs): ``strangler ownership relay SERVICE``,
+  which delivers that service's outbox to the monolith, with the service's
+  database URL exactly as the service gets it.
 * ``proxy``: ``strangler proxy`` with the plan, started last, once everything
   it forwards to is ready.
 
 The plans in ``migration_plans/`` name the upstreams on their default ports.
 When a port is changed, the proxy gets a copy of the plan, in the state
 directory, with the URLs of the stack's upstreams rewritten to match (and the
-relay a copy of the sync file with its subscribers' URLs rewritten).
+relays a copy of the sync file with its subscribers' URLs and
+``ownership.monolith`` rewritten).
 """
 
 from __future__ import annotations
@@ -50,6 +55,8 @@ MONOLITH_APP = "legacy_monolith.asgi:application"
 # Runs the CLI of the interpreter running `up`, whether or not the `strangler`
 # script is on PATH.
 _CLI = "import sys; from strangler_proxy.cli import main; sys.exit(main())"
+# Where a sync file's ``ownership.monolith`` points when it is left out.
+_DEFAULT_MONOLITH = "http://127.0.0.1:8000"
 
 
 @dataclass(frozen=True)
@@ -152,6 +159,14 @@ def render_plan(
             elif isinstance(upstream, str) and upstream != url:
                 upstreams[name] = url
                 changed = True
+    if section == "subscribers":
+        # A sync file also names the monolith, for the owners' relays.
+        ownership = data.get("ownership")
+        monolith = upstream_urls.get("monolith")
+        if isinstance(ownership, dict) and monolith is not None:
+            if ownership.get("monolith", _DEFAULT_MONOLITH) != monolith:
+                ownership["monolith"] = monolith
+                changed = True
     if not changed:
         return plan
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -161,6 +176,16 @@ def render_plan(
     )
     out.write_text(header + yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
     return out
+
+
+def _owners(sync: Path) -> list[str]:
+    """The services that own an aggregate type in the sync file, in order."""
+    data: Any = yaml.safe_load(sync.read_text(encoding="utf-8"))
+    ownership = data.get("ownership") if isinstance(data, dict) else None
+    owners = ownership.get("owners") if isinstance(ownership, dict) else None
+    if not isinstance(owners, dict):
+        return []
+    return sorted({str(owner) for owner in owners.values()})
 
 
 def build_stack(config: StackConfig) -> Stack:
@@ -208,6 +233,7 @@ def build_stack(config: StackConfig) -> Stack:
     ]
     skipped: list[str] = []
     upstream_urls = {"monolith": monolith_url}
+    service_envs: dict[str, dict[str, str]] = {}
     urls = {"monolith": monolith_url + "/"}
     for service in SERVICES:
         if not config.services:
@@ -222,6 +248,10 @@ def build_stack(config: StackConfig) -> Stack:
         service_db = env.get(service.database_variable) or _sqlite(
             var_dir / f"{service.name}.sqlite3"
         )
+        service_envs[service.name] = {
+            service.database_variable: service_db,
+            "STRANGLER_KEYS_DIR": keys_dir,
+        }
         specs.append(
             ProcessSpec(
                 name=service.name,
@@ -237,10 +267,7 @@ def build_stack(config: StackConfig) -> Stack:
                     str(port),
                     "--no-access-log",
                 ],
-                env={
-                    service.database_variable: service_db,
-                    "STRANGLER_KEYS_DIR": keys_dir,
-                },
+                env=service_envs[service.name],
                 cwd=config.root,
                 ready_url=f"{service_url}/ready",
                 ready_timeout=60.0,
@@ -264,6 +291,25 @@ def build_stack(config: StackConfig) -> Stack:
                 depends_on=[spec.name for spec in specs],
             )
         )
+        for owner in _owners(sync):
+            if owner not in service_envs:
+                continue  # a service the stack does not run relays itself
+            specs.append(
+                ProcessSpec(
+                    name=f"owner-relay-{owner}",
+                    argv=[python, "-c", _CLI, "ownership", "relay", owner]
+                    + ["--sync", str(sync)],
+                    # It reads the service's outbox, in the service's database.
+                    env=service_envs[owner],
+                    cwd=config.root,
+                    depends_on=["monolith", owner],
+                )
+            )
+    relays = {
+        spec.name
+        for spec in specs
+        if spec.name == "relay" or spec.name.startswith("owner-relay-")
+    }
 
     plan = render_plan(config.plan, upstream_urls, var_dir / "up-plan.yaml")
     token_file = var_dir / "admin-token"
@@ -304,7 +350,7 @@ def build_stack(config: StackConfig) -> Stack:
             },
             cwd=config.root,
             ready_url=f"{proxy_url}/_strangler/readyz",
-            depends_on=[spec.name for spec in specs if spec.name != "relay"],
+            depends_on=[spec.name for spec in specs if spec.name not in relays],
             ready_timeout=30.0,
         )
     )

@@ -14,11 +14,6 @@ import pytest
 
 _DB_FIXTURES = {"db", "transactional_db", "django_db_setup", "live_server"}
 
-# In-process service tests vouch for callers with the unsigned
-# ``X-Strangler-Identity: sub=..; staff=..``; deployments never set this
-# (tests/identity/ covers the signed tokens, with it switched off).
-os.environ.setdefault("STRANGLER_IDENTITY_TRUST_HEADER", "1")
-
 
 def pytest_collection_modifyitems(
     config: pytest.Config, items: list[pytest.Item]
@@ -43,3 +38,20 @@ def require_postgres() -> str:
             pytest.fail("CI must run PostgreSQL tests: STRANGLER_TEST_POSTGRES unset")
         pytest.skip("STRANGLER_TEST_POSTGRES is not set")
     return url
+
+
+@pytest.fixture(autouse=True)
+def _proxy_state_in_tmp(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Keep every proxy's control and parity stores out of the repository's
+    ``var/``: a test (and the processes it starts) gets its own, so no
+    history, override or comparison leaks from one test into another.
+    Tests that set these variables themselves still win."""
+    state = tmp_path_factory.mktemp("proxy-state")
+    for name, file in (
+        ("STRANGLER_CONTROL_STORE", "control.sqlite3"),
+        ("STRANGLER_PARITY_STORE", "parity.sqlite3"),
+    ):
+        if name not in os.environ:
+            monkeypatch.setenv(name, str(state / file))

@@ -576,3 +576,81 @@ def test_sync_file_adds_the_relay_with_rewritten_subscribers(tmp_path: Path) -> 
     )
     # The proxy does not wait for the relay, and stops before it.
     assert stack.specs[3].depends_on == ["monolith", "catalog"]
+
+
+def test_sync_file_owners_add_an_ownership_relay_per_running_service(
+    tmp_path: Path,
+) -> None:
+    app = tmp_path / "extracted" / "catalog" / "app.py"
+    app.parent.mkdir(parents=True)
+    app.write_text("")
+    sync = tmp_path / "sync.yaml"
+    sync.write_text(
+        "version: 1\n"
+        "subscribers:\n"
+        "  catalog: {url: 'http://127.0.0.1:8101', events: ['catalog.*']}\n"
+        "  inventory: {url: 'http://127.0.0.1:8102', events: ['inventory.*']}\n"
+        "ownership:\n"
+        "  owners: {catalog.product: catalog, inventory.stock: inventory}\n"
+    )
+    catalog_db = f"sqlite:///{tmp_path / 'elsewhere.sqlite3'}"
+    config = StackConfig(
+        plan=PLAN,
+        var_dir=tmp_path,
+        root=tmp_path,
+        environ={"CATALOG_DATABASE_URL": catalog_db},
+        sync=sync,
+        monolith_port=9000,
+    )
+    stack = build_stack(config)
+    by_name = {spec.name: spec for spec in stack.specs}
+    # inventory owns stock but its code does not exist: `up` does not run it,
+    # so it has no relay here either.
+    assert list(by_name) == [
+        "monolith",
+        "catalog",
+        "relay",
+        "owner-relay-catalog",
+        "proxy",
+    ]
+    owner = by_name["owner-relay-catalog"]
+    assert owner.argv[-5:] == [
+        "ownership",
+        "relay",
+        "catalog",
+        "--sync",
+        str(stack.sync),
+    ]
+    assert owner.depends_on == ["monolith", "catalog"]
+    assert owner.restart
+    # The service's database, exactly as the service itself gets it.
+    assert owner.env["CATALOG_DATABASE_URL"] == catalog_db
+    assert by_name["catalog"].env["CATALOG_DATABASE_URL"] == catalog_db
+    # The rewritten sync file sends the owner's events to the monolith's port.
+    assert stack.sync == tmp_path / "up-sync.yaml"
+    assert load_sync(stack.sync).ownership.monolith.rstrip("/") == (
+        "http://127.0.0.1:9000"
+    )
+    assert "owner-relay-catalog" not in by_name["proxy"].depends_on
+
+
+def test_owner_relay_gets_the_default_service_database(tmp_path: Path) -> None:
+    app = tmp_path / "extracted" / "catalog" / "app.py"
+    app.parent.mkdir(parents=True)
+    app.write_text("")
+    sync = tmp_path / "sync.yaml"
+    sync.write_text(
+        "subscribers:\n"
+        "  catalog: {url: 'http://127.0.0.1:8101', events: ['catalog.*']}\n"
+        "ownership: {owners: {catalog.product: catalog}}\n"
+    )
+    config = StackConfig(
+        plan=PLAN, var_dir=tmp_path, root=tmp_path, environ={}, sync=sync
+    )
+    stack = build_stack(config)
+    by_name = {spec.name: spec for spec in stack.specs}
+    default = f"sqlite:///{tmp_path.resolve() / 'catalog.sqlite3'}"
+    assert by_name["catalog"].env["CATALOG_DATABASE_URL"] == default
+    assert by_name["owner-relay-catalog"].env["CATALOG_DATABASE_URL"] == default
+    # Nothing to rewrite on the default ports: the user's own file is used.
+    assert stack.sync == sync

@@ -203,3 +203,62 @@ def test_up_runs_the_extracted_services_on_the_ports_given(tmp_path: Path) -> No
         assert up.wait(timeout=60) == 0, up.output()
     for name, pid in pids.items():
         assert not group_exists(pid), f"{name}'s process group is still there"
+
+
+@pytest.mark.timeout(300)
+def test_up_with_a_sync_file_runs_the_relays_and_backfill_runs_beside_it(
+    tmp_path: Path,
+) -> None:
+    sync = tmp_path / "sync.yaml"
+    sync.write_text(
+        "relay: {poll: 0.1s}\n"
+        "subscribers:\n"
+        "  catalog: {url: 'http://127.0.0.1:8101', events: ['catalog.*']}\n"
+        "ownership: {owners: {catalog.product: catalog}}\n"
+    )
+    catalog_port = free_port()
+    command = [
+        arg for arg in up_command(tmp_path, free_port()) if arg != "--no-services"
+    ]
+    command += ["--catalog-port", str(catalog_port)]
+    command += ["--inventory-port", str(free_port()), "--sync", str(sync)]
+    proxy_port = command[command.index("--port") + 1]
+    up = ServerProcess(
+        command,
+        f"http://127.0.0.1:{proxy_port}/_strangler/readyz",
+        ready_timeout=200,
+    )
+    catalog = f"http://127.0.0.1:{catalog_port}"
+    with up:
+        pids = orjson.loads((tmp_path / "var" / "up.json").read_bytes())["processes"]
+        assert {"relay", "owner-relay-catalog"} <= set(pids)
+        assert "owner-relay-catalog is ready" in up.output()
+        # The tutorial's order: everything running, then the backfill.
+        backfill = subprocess.run(
+            [PYTHON, "-c", MAIN, "backfill", "catalog", "--sync", str(sync)],
+            cwd=ROOT,
+            env={
+                **os.environ,
+                "DATABASE_URL": f"sqlite:///{tmp_path / 'shop.sqlite3'}",
+            },
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert backfill.returncode == 0, backfill.stdout + backfill.stderr
+        assert "catalog.product: 300 rows" in backfill.stdout.splitlines()
+        shop = f"http://127.0.0.1:{command[command.index('--monolith-port') + 1]}"
+        monolith = httpx.get(f"{shop}/api/products/", timeout=10).json()
+        deadline = time.monotonic() + 60
+        while True:  # the running relay delivers the snapshot
+            served = httpx.get(f"{catalog}/api/products/", timeout=10).json()
+            if served.get("count") == monolith["count"]:
+                break
+            assert time.monotonic() < deadline, (served.get("count"), monolith["count"])
+            time.sleep(0.1)
+        assert alive(pids["relay"]) and alive(pids["owner-relay-catalog"])
+        up.signal(signal.SIGINT)
+        assert up.wait(timeout=60) == 0, up.output()
+    output = up.output()
+    assert "database is locked" not in output
+    assert "Traceback" not in output

@@ -12,10 +12,10 @@ Trust is a JWKS file (``STRANGLER_IDENTITY_JWKS``, default
 only vouches for tokens whose ``iss`` is its issuer, so a service's key cannot
 impersonate the proxy. Several keys per issuer make rotation a file edit.
 
-No header is an anonymous caller (reads are public, as in the monolith); an
-invalid token is 401 ``Invalid token.``. The old unsigned form ``sub=<id>;
-staff=<bool>`` is accepted only when ``STRANGLER_IDENTITY_TRUST_HEADER=1``: a
-development and test switch, never for a deployment.
+No header is an anonymous caller (reads are public, as in the monolith);
+anything else that is not a valid token, including the retired unsigned form
+``sub=<id>; staff=<bool>``, is 401 ``Invalid token.``. There is deliberately no
+switch to trust an unsigned header: tests sign tokens with a key of their own.
 """
 
 from __future__ import annotations
@@ -51,7 +51,6 @@ __all__ = [
     "TokenVerifier",
     "get_identity",
     "mint_service_token",
-    "parse_identity",
     "require_staff",
 ]
 
@@ -61,8 +60,6 @@ ALGORITHMS = ("EdDSA",)
 LEEWAY = 5.0
 """Seconds of clock skew tolerated on ``exp``/``iat``."""
 SERVICE_TOKEN_TTL = 60
-
-_TRUE = {"1", "true", "yes", "on"}
 
 
 @dataclass(frozen=True)
@@ -75,21 +72,6 @@ class Identity:
 
 class InvalidToken(Exception):
     """A token that is malformed, expired, not for us or not signed by a trusted key."""
-
-
-def parse_identity(value: str) -> Identity | None:
-    """Parse the unsigned ``sub=42; staff=true``; None when malformed."""
-    fields: dict[str, str] = {}
-    for part in value.split(";"):
-        key, sep, item = part.partition("=")
-        if not sep:
-            return None
-        fields[key.strip().lower()] = item.strip()
-    subject = fields.get("sub", "")
-    staff = fields.get("staff", "false").lower()
-    if not subject or staff not in {"true", "false"}:
-        return None
-    return Identity(subject=subject, is_staff=staff == "true")
 
 
 def keys_dir(environ: Mapping[str, str] | None = None) -> Path:
@@ -248,10 +230,6 @@ def _verifier(request: Request) -> TokenVerifier:
     return verifier
 
 
-def _looks_like_jwt(value: str) -> bool:
-    return value.count(".") == 2 and "=" not in value and ";" not in value
-
-
 def get_identity(request: Request) -> Identity | None:
     """The caller, or None when anonymous.
 
@@ -261,12 +239,6 @@ def get_identity(request: Request) -> Identity | None:
     raw = request.headers.get(IDENTITY_HEADER)
     if raw is None:
         return None
-    if not _looks_like_jwt(raw):
-        legacy = os.environ.get("STRANGLER_IDENTITY_TRUST_HEADER", "").lower()
-        identity = parse_identity(raw) if legacy in _TRUE else None
-        if identity is None:
-            raise NotAuthenticated("Invalid token.")
-        return identity
     try:
         return _verifier(request).verify(raw)
     except InvalidToken:

@@ -17,14 +17,15 @@ class DeliveryInline(admin.TabularInline):
         "last_error",
         "next_attempt_at",
         "delivered_at",
+        "suppressed",
     ]
     can_delete = False
 
 
 @admin.register(OutboxEvent)
 class OutboxEventAdmin(admin.ModelAdmin):
-    list_display = ["id", "type", "aggregate_id", "sequence", "occurred_at"]
-    list_filter = ["aggregate_type", "type"]
+    list_display = ["id", "type", "aggregate_id", "sequence", "origin", "occurred_at"]
+    list_filter = ["aggregate_type", "type", "origin"]
     search_fields = ["=event_id", "=aggregate_id"]
     readonly_fields = [
         "event_id",
@@ -34,6 +35,7 @@ class OutboxEventAdmin(admin.ModelAdmin):
         "sequence",
         "payload",
         "occurred_at",
+        "origin",
     ]
     inlines = [DeliveryInline]
 
@@ -43,15 +45,23 @@ class OutboxEventAdmin(admin.ModelAdmin):
 
 @admin.register(OutboxDelivery)
 class OutboxDeliveryAdmin(admin.ModelAdmin):
-    list_display = ["event", "subscriber", "status", "attempts", "next_attempt_at"]
-    list_filter = ["subscriber", "status"]
+    list_display = [
+        "event",
+        "subscriber",
+        "status",
+        "suppressed",
+        "attempts",
+        "next_attempt_at",
+    ]
+    list_filter = ["subscriber", "status", "suppressed"]
     readonly_fields = ["event", "subscriber", "delivered_at"]
     list_select_related = ["event"]
     actions = ["replay"]
 
     @admin.action(description="Replay selected deliveries")
     def replay(self, request: HttpRequest, queryset: QuerySet[OutboxDelivery]) -> None:
-        count = queryset.update(
+        # Never a suppressed delivery: it would send the origin its own change.
+        count = queryset.filter(suppressed=False).update(
             status="pending", attempts=0, next_attempt_at=None, delivered_at=None
         )
         self.message_user(request, f"{count} deliveries queued again.")

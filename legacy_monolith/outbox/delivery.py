@@ -7,6 +7,11 @@ its first event that is parked or waiting for a retry, so event ``n + 1`` of an
 aggregate is never handed out while ``n`` is undelivered. Within one aggregate
 outbox order is sequence order, because :func:`.recording.record_event` inserts
 the event only after it holds the aggregate's sequence row lock.
+
+An event never goes back to its ``origin`` (the owner whose change the monolith
+applied, :mod:`.ownership`): that delivery is recorded ``suppressed`` with the
+event, is never handed out, and a replay leaves it alone. Every other
+subscriber gets the event as usual.
 """
 
 from __future__ import annotations
@@ -79,7 +84,7 @@ def next_batch(
     # Filtered by pattern too: a subscription narrowed in the sync file stops
     # deliveries already discovered under the old one.
     undelivered = (
-        OutboxDelivery.objects.filter(subscriber=subscriber)
+        OutboxDelivery.objects.filter(subscriber=subscriber, suppressed=False)
         .filter(pattern_filter(patterns, "event__type"))
         .exclude(status=DeliveryStatus.DELIVERED)
         .select_related("event")
@@ -141,8 +146,11 @@ def mark_failed(
 
 def replay(event_id: str, subscriber: str | None = None) -> int:
     """Send an event again (parked or not) from a fresh attempt count; returns
-    the number of deliveries reset. Later events of its aggregate follow it."""
-    deliveries = OutboxDelivery.objects.filter(event__event_id=event_id)
+    the number of deliveries reset. Later events of its aggregate follow it.
+    Never to the event's origin (a suppressed delivery)."""
+    deliveries = OutboxDelivery.objects.filter(
+        event__event_id=event_id, suppressed=False
+    )
     if subscriber is not None:
         deliveries = deliveries.filter(subscriber=subscriber)
     return deliveries.update(

@@ -13,10 +13,13 @@ still reading those rows see them. The contract is the services' ingest
   ``IngestVersion`` per (source, aggregate) for ``stale``/``out_of_order``.
   Sequences are the source's own, so they are tracked apart from the
   monolith's outbox sequences.
-- Changes are made inside :func:`.ownership.applying_events` and record their
-  outbox event like any other change, for the other subscribers, with the
-  delivery to the source already ``suppressed``: nothing travels back to the
-  service that made it (no ping-pong).
+- The monolith stays the hub. Changes are made inside
+  :func:`.ownership.applying_events` and record their outbox event like any
+  other change (the monolith's own sequence, the canonical payload of the row
+  as it now is), so every other subscriber hears of them in one ordered stream.
+  The event's ``origin`` is the owner, from the ownership table, never from the
+  request, and its delivery to the owner is created already ``suppressed``:
+  nothing travels back to the service that made it (no ping-pong).
 
 Only loopback callers are accepted, or any caller with
 ``Authorization: Bearer $STRANGLER_INTERNAL_TOKEN`` when that is set.
@@ -41,7 +44,7 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
 from .models import IngestedEvent, IngestVersion
-from .ownership import applying_events, owner_of, suppress_echo
+from .ownership import applying_events, owner_of
 from .recording import record_event
 from .snapshot import aggregate_models
 
@@ -80,13 +83,13 @@ def _upsert(model: Any, pk: Any, payload: dict[str, Any], source: str) -> None:
             for sql in connection.ops.sequence_reset_sql(no_style(), [model]):
                 cursor.execute(sql)
     row = rows.get()
-    event = record_event(
+    record_event(
         model.outbox_aggregate,
         row.pk,
         f"{model.outbox_aggregate}.upserted",
         row.outbox_payload(),
+        origin=source,
     )
-    suppress_echo(event, source)
 
 
 def apply_event(raw: Any) -> dict[str, str]:

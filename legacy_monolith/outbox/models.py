@@ -22,6 +22,10 @@ class OutboxEvent(models.Model):
     sequence = models.PositiveBigIntegerField()
     payload = models.JSONField()
     occurred_at = models.DateTimeField()
+    # The subscriber whose event the monolith applied to make this change (the
+    # owner of the aggregate type, see .ownership); blank for its own changes.
+    # The relay never delivers an event to its origin.
+    origin = models.CharField(max_length=64, null=True, blank=True)
 
     class Meta:
         ordering = ["id"]
@@ -74,8 +78,9 @@ class OutboxDelivery(models.Model):
     last_error = models.TextField(blank=True)
     next_attempt_at = models.DateTimeField(null=True, blank=True)
     delivered_at = models.DateTimeField(null=True, blank=True)
-    # Delivered without sending: the subscriber owns the aggregate type and
-    # made this change itself (the ownership flip; see .ownership).
+    # Delivered without sending: the subscriber is the event's origin, it made
+    # this change itself (the ownership flip; see .ownership). The relay never
+    # hands out a suppressed delivery, and replays skip it.
     suppressed = models.BooleanField(default=False)
 
     class Meta:

@@ -6,11 +6,13 @@ the monolith keeps a read copy: the service's events arrive through
 :func:`applying_events`. Every other save or delete of a product raises
 :class:`NotOwner` (the API answers 409 ``not_owner``).
 
-No ping-pong: a change applied inside :func:`applying_events` still records
-its outbox event, because other subscribers (inventory's product projection)
-must see it, but the event's delivery to the owner is created already
-delivered and ``suppressed`` (:func:`suppress_echo`): the relay never sends a
-service its own change back, which could overwrite a newer write of its own.
+The monolith stays the hub: a change applied inside :func:`applying_events`
+still records its outbox event, because other subscribers (inventory's product
+projection) must see it, with the owner as the event's ``origin``. No
+ping-pong: the event's delivery to its origin is created already delivered and
+``suppressed`` (:func:`suppress_echo`), and the relay never hands out or
+replays a suppressed delivery, so a service never gets its own change back,
+which could overwrite a newer write of its own.
 Flipping back to the monolith (:func:`set_owner`) re-queues those suppressed
 deliveries, in order, so the former owner's per-aggregate sequences have no
 gap when the monolith's own events reach it again; by then the service no

@@ -19,7 +19,12 @@ __all__ = ["RecordsEvents", "record_event", "row_payload"]
 
 
 def record_event(
-    aggregate_type: str, aggregate_id: object, type: str, payload: dict[str, Any]
+    aggregate_type: str,
+    aggregate_id: object,
+    type: str,
+    payload: dict[str, Any],
+    *,
+    origin: str | None = None,
 ) -> OutboxEvent:
     """Append an event to the outbox, in the caller's transaction.
 
@@ -27,6 +32,10 @@ def record_event(
     the event commits or rolls back with it; anything else is a bug and raises
     :class:`RuntimeError` rather than writing an event that could outlive a
     rolled-back change.
+
+    ``origin`` is the subscriber whose event the monolith is applying (the
+    aggregate type's owner): the event is recorded for every other subscriber,
+    and its delivery to ``origin`` is created already suppressed.
     """
     if not transaction.get_connection().in_atomic_block:
         raise RuntimeError(
@@ -35,7 +44,7 @@ def record_event(
         )
     aggregate_key = str(aggregate_id)
     sequence = _next_sequence(aggregate_type, aggregate_key)
-    return OutboxEvent.objects.create(
+    event = OutboxEvent.objects.create(
         event_id=uuid.uuid4(),
         type=type,
         aggregate_type=aggregate_type,
@@ -43,7 +52,11 @@ def record_event(
         sequence=sequence,
         payload=payload,
         occurred_at=timezone.now(),
+        origin=origin,
     )
+    if origin is not None:
+        suppress_echo(event, origin)
+    return event
 
 
 def _next_sequence(aggregate_type: str, aggregate_id: str) -> int:
@@ -125,14 +138,13 @@ class RecordsEvents(models.Model):
         source = check_writable(self.outbox_aggregate)
         with transaction.atomic(using=using, savepoint=False):
             super().save(*args, **kwargs)
-            event = record_event(
+            record_event(
                 self.outbox_aggregate,
                 self.pk,
                 f"{self.outbox_aggregate}.upserted",
                 self.outbox_payload(),
+                origin=source,
             )
-            if source is not None:
-                suppress_echo(event, source)
 
     def delete(self, *args: Any, **kwargs: Any) -> Any:
         # Refuse up front; the post_delete handler re-checks for cascades.
@@ -145,14 +157,13 @@ def _record_delete(sender: type[models.Model], instance: Any, **kwargs: Any) -> 
         # Runs inside the deletion's transaction: NotOwner rolls it back.
         source = check_writable(instance.outbox_aggregate)
         # The instance's pk is still set here; Django clears it after signals.
-        event = record_event(
+        record_event(
             instance.outbox_aggregate,
             instance.pk,
             f"{instance.outbox_aggregate}.deleted",
             instance.outbox_payload(),
+            origin=source,
         )
-        if source is not None:
-            suppress_echo(event, source)
 
 
 def connect_signals() -> None:

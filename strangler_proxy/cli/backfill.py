@@ -15,7 +15,10 @@ from rich.progress import (
 )
 
 from .. import backfill as backfilling
+from .._django_outbox import setup_django
 from ..exceptions import CliError, PlanError
+from ..logs import configure_logging
+from ..outbox import is_busy
 from ..sync import load_sync
 
 __all__ = ["backfill"]
@@ -39,7 +42,9 @@ def backfill(service: str, sync_file: str, chunk: int, restart: bool) -> None:
 
     Resumable: run it again after an interruption and it continues after the
     last committed chunk; once complete it does nothing unless --restart.
-    The relay then delivers the snapshots like any other event.
+    The relay then delivers the snapshots like any other event. Runs beside
+    the monolith and a running relay (`strangler up --sync`); a chunk that
+    finds the database busy is retried after a backoff.
     """
     try:
         config = load_sync(sync_file)
@@ -48,6 +53,9 @@ def backfill(service: str, sync_file: str, chunk: int, restart: bool) -> None:
         raise CliError("\n".join(exc.issues)) from exc
     except KeyError as exc:
         raise CliError(str(exc.args[0])) from exc
+    setup_django()
+    # Warnings (a busy database) on stderr: stdout is the result.
+    configure_logging("info", "json")
     with Progress(
         TextColumn("{task.description:<22}"),
         BarColumn(),
@@ -66,9 +74,17 @@ def backfill(service: str, sync_file: str, chunk: int, restart: bool) -> None:
                 tasks[item.aggregate_type], completed=item.done, total=item.total
             )
 
-        done = backfilling.backfill(
-            service, subscriber, chunk=chunk, restart=restart, on_step=step
-        )
+        try:
+            done = backfilling.backfill(
+                service, subscriber, chunk=chunk, restart=restart, on_step=step
+            )
+        except Exception as exc:
+            if not is_busy(exc):
+                raise
+            raise CliError(
+                f"the monolith's database stayed busy ({exc}); what was done is "
+                "committed: run the same command again to resume"
+            ) from exc
     if not done:
         raise CliError(f"subscriber {service!r} receives no snapshot event types")
     for aggregate_type, count in done.items():

@@ -10,7 +10,7 @@ import click
 _COMMANDS = {
     "plan": "plan",  # strangler plan validate|explain|schema
     "proxy": "proxy",  # strangler proxy --plan FILE
-    "demo": "demo",  # strangler demo (what `make demo` runs)
+    "monolith": "commands",  # strangler monolith (and its old name, demo)
     "up": "up",  # strangler up: the whole stack, supervised
     "relay": "relay",  # strangler relay --sync FILE (outbox -> services)
     "backfill": "backfill",  # strangler backfill SERVICE --sync FILE

@@ -9,6 +9,7 @@ import click
 
 from .. import ownership as owning
 from ..exceptions import CliError, PlanError
+from ..logs import configure_logging
 from ..reconcile import service_database_url
 from ..relay import Relay
 from ..sync import SyncConfig, load_sync
@@ -68,6 +69,7 @@ def relay(service: str, sync_file: str, database_url: str | None, once: bool) ->
         store = owning.ServiceOutbox(database_url or service_database_url(service))
     except (LookupError, OSError) as exc:
         raise CliError(str(exc)) from exc
+    configure_logging("info", "json")  # on stderr; `up` renders it
     asyncio.run(_run(config, store, once))
 
 

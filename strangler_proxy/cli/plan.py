@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from urllib.parse import quote, urlsplit
 
@@ -139,14 +140,28 @@ def explain(
     default=None,
     help="Admin token. Default: $STRANGLER_ADMIN_TOKEN, else var/admin-token.",
 )
-def apply(file: str, admin: str, token: str | None) -> None:
+@click.option("--force", is_flag=True, help="Apply even if the gate refuses.")
+@click.option("--reason", help="Why (recorded with each route the plan moves).")
+@click.option("--who", help="Who applies it. Default: $USER.")
+def apply(
+    file: str,
+    admin: str,
+    token: str | None,
+    force: bool,
+    reason: str | None,
+    who: str | None,
+) -> None:
     """Validate FILE, then make it the running proxy's plan (hot reload).
 
-    The plan is posted to ``POST /admin/reload``; the proxy validates it again
-    and swaps it in, or keeps the running plan and answers with the errors
-    (exit status 1). The proxy keeps watching its own ``--plan`` file: the next
-    change to that file, or SIGHUP, replaces a plan applied from another file.
+    The plan is posted to ``POST /admin/reload``; the proxy validates it again,
+    checks the gate of every route the plan moves towards its service (into
+    canary, a higher weight, or cutover), and swaps it in, or keeps the
+    running plan and answers with the errors (exit status 1). The proxy keeps
+    watching its own ``--plan`` file: the next change to that file, or SIGHUP,
+    replaces a plan applied from another file.
     """
+    if force and not (reason or "").strip():
+        raise CliError("--force needs --reason TEXT (it is recorded)")
     try:
         load_plan(file)
     except PlanError as exc:
@@ -160,7 +175,14 @@ def apply(file: str, admin: str, token: str | None) -> None:
     }
     url = admin.rstrip("/") + "/admin/reload"
     try:
-        response = httpx.post(url, content=text.encode(), headers=headers, timeout=30)
+        params = {"who": who or os.environ.get("USER", "")}
+        if reason:
+            params["reason"] = reason
+        if force:
+            params["force"] = "1"
+        response = httpx.post(
+            url, content=text.encode(), headers=headers, params=params, timeout=30
+        )
     except httpx.HTTPError as exc:
         raise CliError(f"cannot reach the admin API at {admin}: {exc}") from None
     if response.status_code == 401:

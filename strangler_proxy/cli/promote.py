@@ -148,6 +148,16 @@ def rollback(
     click.echo(f"{route}: {change['from']} -> {change['to']}")
 
 
+def _state_line(row: dict[str, Any]) -> str:
+    """``cutover (runtime override; plan says canary:10)``, or the plain state."""
+    plan_mode, effective = row["plan_mode"], row["effective_mode"]
+    if row.get("override") is not None:
+        return f"{effective} (runtime override; plan says {plan_mode})"
+    if plan_mode != effective:
+        return f"{effective} (plan says {plan_mode})"
+    return str(effective)
+
+
 @click.command()
 @click.option("--json", "as_json", is_flag=True, help="Print the raw JSON.")
 @_admin_options
@@ -162,9 +172,7 @@ def status(as_json: bool, admin: str, token: str | None) -> None:
         click.echo(orjson.dumps(data, option=orjson.OPT_INDENT_2).decode())
         return
     for row in data["routes"]:
-        plan_mode, effective = row["plan_mode"], row["effective_mode"]
-        overridden = "" if plan_mode == effective else f" (plan: {plan_mode})"
-        click.echo(f"{row['route']}: {effective}{overridden}")
+        click.echo(f"{row['route']}: {_state_line(row)}")
         click.echo(f"  monolith share: {row['monolith_share']:g}%")
         gate = row["gate"]
         if gate is not None:

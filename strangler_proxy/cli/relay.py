@@ -5,13 +5,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import logging
 import signal
 from typing import Any
 
 import click
 
 from ..exceptions import CliError, PlanError
+from ..logs import configure_logging
 from ..plan import parse_duration
 from ..sync import SyncConfig, load_sync
 
@@ -65,9 +65,11 @@ def relay(
     from ..relay import Relay
 
     config = _load(sync_file)
-    # httpx logs every request at INFO: one line per batch is noise here.
-    logging.getLogger("httpx").setLevel(logging.WARNING)
-    relay_ = Relay(config, DjangoOutbox(), batch=batch, poll=_duration(poll))
+    store = DjangoOutbox()
+    # On stderr, in JSON (which `up` renders), not on the monolith's stdout:
+    # with --once, stdout is the counters. httpx's per-request lines are off.
+    configure_logging("info", "json")
+    relay_ = Relay(config, store, batch=batch, poll=_duration(poll))
 
     async def main() -> dict[str, Any]:
         async with relay_:

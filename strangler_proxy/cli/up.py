@@ -1,7 +1,8 @@
 """``strangler up``: run the whole stack (monolith, services, proxy) in one go.
 
 It prepares the monolith's database, starts every process (and, given a sync
-file, the outbox relay) in dependency order,
+file, the outbox relay and a reverse relay per owning service) in dependency
+order,
 waits for each to be ready, prints the URLs, merges the logs into one prefixed
 stream and restarts a process that dies. Ctrl-C (SIGINT), SIGTERM or SIGHUP
 stop everything, last started first, and the command exits 0.
@@ -58,6 +59,7 @@ def _banner(stack: Stack, plan: Path) -> str:
             for name in ("catalog", "inventory")
             if name in urls
         ],
+        ("dashboard", urls["metrics"].removesuffix("/metrics") + "/dashboard/"),
         ("admin API", urls["admin"]),
         ("metrics", urls["metrics"]),
         ("proxy readiness", urls["readyz"]),
@@ -66,7 +68,8 @@ def _banner(stack: Stack, plan: Path) -> str:
     lines += [f"  {label:<18} {url}" for label, url in rows]
     lines += [
         f"  admin token        {stack.admin_token_source} "
-        "(send it as 'Authorization: Bearer <token>' to the admin API and metrics)",
+        "(send it as 'Authorization: Bearer <token>' to the admin API and metrics;\n"
+        "                     open the dashboard once as .../dashboard/?token=<token>)",
         "  sign in            staff / staff-password, customer1 / password (demo data)",
         "Press Ctrl-C to stop everything.",
     ]
@@ -146,7 +149,8 @@ def _alive(pid: int) -> bool:
     type=click.Path(path_type=Path, dir_okay=False, exists=True),
     default=None,
     help="Sync file: also run `strangler relay` to deliver the monolith's "
-    "outbox events to the services.",
+    "outbox events to the services, and `strangler ownership relay SERVICE` "
+    "for each service its ownership.owners names.",
 )
 @click.option(
     "--var-dir",

@@ -86,5 +86,11 @@ def proxy_server(plan: dict[str, Any], workdir: Path) -> Server:
         ],
         ready_url=f"http://127.0.0.1:{port}/_strangler/readyz",
         cwd=ROOT,
+        # Its state next to its plan, not in the repository's var/: each
+        # test's proxy starts with no history, overrides or comparisons.
+        env={
+            "STRANGLER_CONTROL_STORE": str(workdir / "control.sqlite3"),
+            "STRANGLER_PARITY_STORE": str(workdir / "parity.sqlite3"),
+        },
     )
     return Server(process, f"http://127.0.0.1:{port}", f"http://127.0.0.1:{admin_port}")

@@ -185,7 +185,7 @@ def test_promote_through_the_gate(
 
     code, out = stack.cli(capsys, "status")
     assert code == 0, out
-    assert "orders: cutover (plan: shadow)" in out
+    assert "orders: cutover (runtime override; plan says shadow)" in out
     assert "monolith share: 0%" in out
     assert "by bo at" in out and "forced: launch day" in out
 

@@ -81,5 +81,4 @@ def keys(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     directory = tmp_path / "keys"
     monkeypatch.setenv("STRANGLER_KEYS_DIR", str(directory))
     monkeypatch.delenv("STRANGLER_IDENTITY_JWKS", raising=False)
-    monkeypatch.delenv("STRANGLER_IDENTITY_TRUST_HEADER", raising=False)
     return directory

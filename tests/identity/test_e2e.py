@@ -18,7 +18,7 @@ pytestmark = pytest.mark.e2e
 
 @pytest.fixture
 def catalog(keys: Path, tmp_path: Path) -> Iterator[str]:
-    """The real catalog service, verifying tokens (the unsigned header is off)."""
+    """The real catalog service, verifying tokens."""
     port = free_port()
     server = ServerProcess(
         [
@@ -37,7 +37,6 @@ def catalog(keys: Path, tmp_path: Path) -> Iterator[str]:
         f"http://127.0.0.1:{port}/ready",
         env={
             "CATALOG_DATABASE_URL": f"sqlite:///{tmp_path / 'catalog.sqlite3'}",
-            "STRANGLER_IDENTITY_TRUST_HEADER": "0",
         },
     )
     with server:

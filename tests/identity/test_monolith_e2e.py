@@ -53,7 +53,6 @@ def stack(keys: Path, tmp_path: Path) -> Iterator[str]:
         f"http://127.0.0.1:{c_port}/ready",
         env={
             "CATALOG_DATABASE_URL": f"sqlite:///{tmp_path / 'catalog.sqlite3'}",
-            "STRANGLER_IDENTITY_TRUST_HEADER": "0",
         },
     )
     plan = build_plan(

@@ -103,3 +103,26 @@ def test_expired_token_is_401(catalog: TestClient, proxy_signer: TokenSigner) ->
 def test_another_service_may_call_on_behalf_of_a_caller(catalog: TestClient) -> None:
     token = mint_service_token("inventory", "catalog", Identity("1", is_staff=True))
     assert post(catalog, token) == 201
+
+
+@pytest.mark.parametrize(
+    "header",
+    ["sub=1; staff=true", "staff=true;sub=1", "sub=1", "Token staff-key", ""],
+)
+def test_unsigned_identity_is_an_invalid_token(
+    catalog: TestClient, monkeypatch: pytest.MonkeyPatch, header: str
+) -> None:
+    # Services used to trust this form under STRANGLER_IDENTITY_TRUST_HEADER=1;
+    # the switch is gone, so a deployment that still sets it trusts nothing more.
+    monkeypatch.setenv("STRANGLER_IDENTITY_TRUST_HEADER", "1")
+    identity = {"X-Strangler-Identity": header}
+    write = catalog.post(
+        "/api/categories/", json={"name": "Tools", "slug": "tools"}, headers=identity
+    )
+    assert write.status_code == 401, write.text
+    assert write.json() == {"detail": "Invalid token."}
+    assert write.headers["WWW-Authenticate"] == "Token"
+    # Not anonymous either: a read with it is refused, as the monolith does.
+    read = catalog.get("/api/products/", headers=identity)
+    assert (read.status_code, read.json()) == (401, {"detail": "Invalid token."})
+    assert catalog.get("/api/categories/").json()["count"] == 0

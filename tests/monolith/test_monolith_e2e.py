@@ -47,7 +47,9 @@ def test_monolith_under_uvicorn(sqlite_env: dict[str, str]) -> None:
         assert missing.json() == {"detail": "No Product matches the given query."}
 
 
-def test_strangler_demo_prepares_serves_and_stops(sqlite_env: dict[str, str]) -> None:
+def test_strangler_monolith_prepares_serves_and_stops(
+    sqlite_env: dict[str, str],
+) -> None:
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     server = ServerProcess(
@@ -55,7 +57,7 @@ def test_strangler_demo_prepares_serves_and_stops(sqlite_env: dict[str, str]) ->
             PYTHON,
             "-c",
             "import sys; from strangler_proxy.cli import main; sys.exit(main())",
-            "demo",
+            "monolith",
             "--port",
             str(port),
         ],

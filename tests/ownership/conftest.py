@@ -4,7 +4,8 @@
 (each save records its outbox event, as in production); ``deliver`` hands the
 monolith's outbox to a service app's ``/internal/events`` in order, the way
 the relay does; ``catalog_app`` is a migrated catalog service on its own
-SQLite file.
+SQLite file, trusting the key pair ``identity_keys``; ``staff`` is a signed
+``X-Strangler-Identity`` header for it.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from extracted.chassis import ServiceSettings
 from legacy_monolith.catalog.models import Category, Product
 from legacy_monolith.outbox import delivery
 from strangler_proxy.sync import Subscriber
+from tests.support.identity import TestKeys, use_test_keys
 
 Deliver = Callable[[TestClient, str, Subscriber], list[str]]
 
@@ -35,10 +37,14 @@ CATALOG = Subscriber(url="http://127.0.0.1:8101", events=("catalog.*",))
 
 
 @pytest.fixture(autouse=True)
-def trusted_identity_header(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Staff calls to the services use the unsigned development header form
-    (``sub=1; staff=true``); token verification is not what is tested here."""
-    monkeypatch.setenv("STRANGLER_IDENTITY_TRUST_HEADER", "1")
+def identity_keys(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> TestKeys:
+    """Keys the catalog service verifies ``X-Strangler-Identity`` against."""
+    return use_test_keys(monkeypatch, tmp_path / "keys")
+
+
+@pytest.fixture
+def staff(identity_keys: TestKeys) -> dict[str, str]:
+    return identity_keys.headers("catalog", "1", staff=True)
 
 
 @pytest.fixture

@@ -18,7 +18,7 @@ from rest_framework.test import APIClient
 from legacy_monolith.accounts.models import User
 from legacy_monolith.catalog.models import Category, Product
 from legacy_monolith.outbox import delivery
-from legacy_monolith.outbox.models import OutboxEvent
+from legacy_monolith.outbox.models import DeliveryStatus, OutboxDelivery, OutboxEvent
 from legacy_monolith.outbox.ownership import NotOwner
 from strangler_proxy.cli import main
 from strangler_proxy.ownership import ServiceOutbox, apply_owners, reverse_config
@@ -26,8 +26,6 @@ from strangler_proxy.reconcile import reconcile
 from strangler_proxy.relay import Relay
 from strangler_proxy.sync import SyncConfig, parse_sync
 from tests.ownership.conftest import CATALOG, Deliver, TestClient
-
-STAFF = {"X-Strangler-Identity": "sub=1; staff=true"}
 
 
 def sync_config(
@@ -126,14 +124,18 @@ def test_monolith_api_write_answers_409_not_owner(flipped: TestClient) -> None:
 
 @pytest.mark.django_db(transaction=True)
 def test_service_write_reaches_the_monolith_through_the_relay(
-    flipped: TestClient, live_server: Any, catalog_db: str, reverse: ServiceOutbox
+    flipped: TestClient,
+    live_server: Any,
+    catalog_db: str,
+    reverse: ServiceOutbox,
+    staff: dict[str, str],
 ) -> None:
     product = Product.objects.get(sku="SKU-1")
     last_before = OutboxEvent.objects.order_by("-id")[0].id
     response = flipped.patch(
         f"/api/products/{product.pk}/",
         json={"price": "7.25", "name": "Better"},
-        headers=STAFF,
+        headers=staff,
     )
     assert response.status_code == 200, response.text
     created = flipped.post(
@@ -145,7 +147,7 @@ def test_service_write_reaches_the_monolith_through_the_relay(
             "category": "kitchen",
             "price": "2.00",
         },
-        headers=STAFF,
+        headers=staff,
     )
     assert created.status_code == 201, created.text
 
@@ -166,6 +168,7 @@ def test_service_write_reaches_the_monolith_through_the_relay(
     # Recorded for the other subscribers, never sent back to the service.
     echoes = list(OutboxEvent.objects.filter(id__gt=last_before))
     assert [e.type for e in echoes] == ["catalog.product.upserted"] * 2
+    assert [e.origin for e in echoes] == ["catalog", "catalog"]
     assert relay_batch("catalog") == []
     to_inventory = {e["event_id"] for e in relay_batch("inventory")}
     assert {str(e.event_id) for e in echoes} <= to_inventory
@@ -173,12 +176,12 @@ def test_service_write_reaches_the_monolith_through_the_relay(
 
 
 def test_duplicates_and_replays_change_nothing(
-    flipped: TestClient, reverse: ServiceOutbox
+    flipped: TestClient, reverse: ServiceOutbox, staff: dict[str, str]
 ) -> None:
     product = Product.objects.get(sku="SKU-2")
     for price in ("5.00", "6.00"):
         r = flipped.patch(
-            f"/api/products/{product.pk}/", json={"price": price}, headers=STAFF
+            f"/api/products/{product.pk}/", json={"price": price}, headers=staff
         )
         assert r.status_code == 200, r.text
     first, second = pending_envelopes(reverse)
@@ -191,10 +194,67 @@ def test_duplicates_and_replays_change_nothing(
     assert Product.objects.get(pk=product.pk).price == Decimal("6.00")
 
 
-def test_flipping_back(flipped: TestClient, reverse: ServiceOutbox) -> None:
+def test_the_monolith_passes_owner_changes_on_but_never_back(
+    flipped: TestClient, reverse: ServiceOutbox, staff: dict[str, str]
+) -> None:
+    product = Product.objects.get(sku="SKU-2")
+    r = flipped.patch(
+        f"/api/products/{product.pk}/", json={"is_active": False}, headers=staff
+    )
+    assert r.status_code == 200, r.text
+    [event] = pending_envelopes(reverse)
+    # The origin comes from the ownership table, never from the request.
+    assert post_events({**event, "origin": "inventory"}) == ["applied"]
+    own = Category.objects.create(name="Garden", slug="garden")
+
+    echo = OutboxEvent.objects.get(
+        aggregate_type="catalog.product", aggregate_id=str(product.pk), sequence=2
+    )
+    assert (echo.type, echo.origin) == ("catalog.product.upserted", "catalog")
+    assert echo.payload == Product.objects.get(pk=product.pk).outbox_payload()
+    assert echo.payload["is_active"] is False
+    mine = OutboxEvent.objects.get(
+        aggregate_id=str(own.pk), type__startswith="catalog.category"
+    )
+    assert mine.origin is None
+    to_inventory = relay_batch("inventory")
+    assert str(echo.event_id) in {e["event_id"] for e in to_inventory}
+    assert [e["event_id"] for e in relay_batch("catalog")] == [str(mine.event_id)]
+
+    # A replay, or a delivery reset by hand, still never reaches the origin.
+    assert delivery.replay(str(echo.event_id)) == 1
+    OutboxDelivery.objects.filter(event=echo, subscriber="catalog").update(
+        status=DeliveryStatus.PENDING
+    )
+    assert str(echo.event_id) not in {e["event_id"] for e in relay_batch("catalog")}
+    assert str(echo.event_id) in {e["event_id"] for e in relay_batch("inventory")}
+
+
+def test_owner_deletes_are_passed_on_too(
+    flipped: TestClient, reverse: ServiceOutbox, staff: dict[str, str]
+) -> None:
+    product = Product.objects.get(sku="SKU-3")
+    r = flipped.delete(f"/api/products/{product.pk}/", headers=staff)
+    assert r.status_code == 204, r.text
+    [event] = pending_envelopes(reverse)
+    assert post_events(event) == ["applied"]
+    assert not Product.objects.filter(pk=product.pk).exists()
+    echo = OutboxEvent.objects.order_by("-id")[0]
+    assert (echo.type, echo.aggregate_id) == (
+        "catalog.product.deleted",
+        str(product.pk),
+    )
+    assert echo.origin == "catalog"
+    assert str(echo.event_id) in {e["event_id"] for e in relay_batch("inventory")}
+    assert relay_batch("catalog") == []
+
+
+def test_flipping_back(
+    flipped: TestClient, reverse: ServiceOutbox, staff: dict[str, str]
+) -> None:
     product = Product.objects.get(sku="SKU-3")
     r = flipped.patch(
-        f"/api/products/{product.pk}/", json={"price": "5.00"}, headers=STAFF
+        f"/api/products/{product.pk}/", json={"price": "5.00"}, headers=staff
     )
     assert r.status_code == 200, r.text
     [event] = pending_envelopes(reverse)
@@ -210,7 +270,7 @@ def test_flipping_back(flipped: TestClient, reverse: ServiceOutbox) -> None:
     product.price = Decimal("9.99")
     product.save()
     assert deliver_to(flipped, "catalog") == ["applied", "applied"]
-    body = flipped.get(f"/api/products/{product.pk}/", headers=STAFF).json()
+    body = flipped.get(f"/api/products/{product.pk}/", headers=staff).json()
     assert body["price"] == "9.99"
 
 
@@ -249,6 +309,7 @@ def test_cli_apply_then_relay(
     catalog_db: str,
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
+    staff: dict[str, str],
 ) -> None:
     assert set(deliver(catalog_app, "catalog", CATALOG)) == {"applied"}
     sync = tmp_path / "sync.yaml"
@@ -263,7 +324,7 @@ def test_cli_apply_then_relay(
 
     product = monolith_catalog[0]
     r = catalog_app.patch(
-        f"/api/products/{product.pk}/", json={"name": "Via CLI"}, headers=STAFF
+        f"/api/products/{product.pk}/", json={"name": "Via CLI"}, headers=staff
     )
     assert r.status_code == 200, r.text
     relay = ["ownership", "relay", "catalog", "--sync", str(sync), "--once"]

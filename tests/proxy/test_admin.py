@@ -40,8 +40,9 @@ routes:
     owner: catalog-team
 """
 
-# The same plan with the products route cut over.
-CUTOVER = PLAN.replace("mode: canary", "mode: cutover")
+# The same plan with the products route back in shadow (a move away from the
+# service: no gate to pass; tests/gate/test_reload_gate.py has the other way).
+SHADOW = PLAN.replace("mode: canary", "mode: shadow")
 
 INVALID = PLAN.replace("service: catalog", "service: catalgo")
 
@@ -204,13 +205,13 @@ async def test_upstreams_show_breaker_and_bulkhead(admin: Admin) -> None:
 @pytest.mark.anyio
 async def test_reload_from_file(admin: Admin, plan_file: Path) -> None:
     old = admin.holder.current
-    plan_file.write_text(CUTOVER)
+    plan_file.write_text(SHADOW)
     response = await admin.client.post("/admin/reload", headers=AUTH)
     assert response.status_code == 200, response.text
     body = response.json()
     assert body["ok"] is True and body["changed"] is True and body["source"] == "api"
     assert admin.holder.current is not old
-    assert admin.holder.current.plan.routes[0].mode == "cutover"
+    assert admin.holder.current.plan.routes[0].mode == "shadow"
     assert body["version_hash"] == admin.holder.current.version_hash
 
 
@@ -226,10 +227,10 @@ async def test_reload_unchanged_plan_keeps_runtime(admin: Admin) -> None:
 @pytest.mark.anyio
 async def test_reload_with_plan_body(admin: Admin) -> None:
     response = await admin.client.post(
-        "/admin/reload", headers=AUTH, content=CUTOVER.encode()
+        "/admin/reload", headers=AUTH, content=SHADOW.encode()
     )
     assert response.status_code == 200, response.text
-    assert admin.holder.current.plan.routes[0].mode == "cutover"
+    assert admin.holder.current.plan.routes[0].mode == "shadow"
     assert admin.holder.current.source == "<admin api>"
 
 
@@ -255,7 +256,7 @@ async def test_invalid_plan_is_rejected_with_its_errors(admin: Admin) -> None:
 @pytest.mark.anyio
 async def test_reload_history(admin: Admin, plan_file: Path) -> None:
     await admin.client.post("/admin/reload", headers=AUTH, content=INVALID.encode())
-    plan_file.write_text(CUTOVER)
+    plan_file.write_text(SHADOW)
     await admin.client.post("/admin/reload", headers=AUTH)
     response = await admin.client.get("/admin/reloads", headers=AUTH)
     assert response.status_code == 200, response.text

@@ -1,9 +1,11 @@
 """Fixtures of the extracted-services tests.
 
 ``catalog`` is a ``TestClient`` on a fresh catalog app with its own SQLite
-file (migrated at startup, as in production); ``staff`` and ``customer`` are
-``X-Strangler-Identity`` headers; :func:`event` builds an ingest envelope and
-``ingest`` posts a batch and returns the per-event statuses.
+file (migrated at startup, as in production); ``identity_keys`` is a key pair
+the services trust (every test gets one) and ``staff`` and ``customer`` are
+``X-Strangler-Identity`` headers signed with it for the catalog; :func:`event`
+builds an ingest envelope and ``ingest`` posts a batch and returns the
+per-event statuses.
 """
 
 from __future__ import annotations
@@ -28,9 +30,7 @@ with warnings.catch_warnings():
 from extracted.catalog.app import create_app
 from extracted.chassis import ServiceSettings
 from tests.services.factories import category_payload, event, product_payload
-
-STAFF = {"X-Strangler-Identity": "sub=1; staff=true"}
-CUSTOMER = {"X-Strangler-Identity": "sub=2; staff=false"}
+from tests.support.identity import TestKeys, use_test_keys
 
 Ingest = Callable[..., list[str]]
 
@@ -82,14 +82,20 @@ def catalog(catalog_db: str) -> Iterator[TestClient]:
         yield client
 
 
-@pytest.fixture
-def staff() -> dict[str, str]:
-    return dict(STAFF)
+@pytest.fixture(autouse=True)
+def identity_keys(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> TestKeys:
+    """Keys the services verify ``X-Strangler-Identity`` against."""
+    return use_test_keys(monkeypatch, tmp_path / "keys")
 
 
 @pytest.fixture
-def customer() -> dict[str, str]:
-    return dict(CUSTOMER)
+def staff(identity_keys: TestKeys) -> dict[str, str]:
+    return identity_keys.headers("catalog", "1", staff=True)
+
+
+@pytest.fixture
+def customer(identity_keys: TestKeys) -> dict[str, str]:
+    return identity_keys.headers("catalog", "2", staff=False)
 
 
 @pytest.fixture

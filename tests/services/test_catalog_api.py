@@ -173,12 +173,12 @@ def test_empty_list_has_one_page(catalog: TestClient) -> None:
 
 
 @pytest.mark.parametrize(
-    ("headers", "status", "body"),
+    ("caller", "status", "body"),
     [
-        ({}, 401, {"detail": "Authentication credentials were not provided."}),
-        ({"X-Strangler-Identity": "garbage"}, 401, {"detail": "Invalid token."}),
+        ("anonymous", 401, {"detail": "Authentication credentials were not provided."}),
+        ("garbage", 401, {"detail": "Invalid token."}),
         (
-            {"X-Strangler-Identity": "sub=2; staff=false"},
+            "customer",
             403,
             {"detail": "You do not have permission to perform this action."},
         ),
@@ -197,12 +197,18 @@ def test_empty_list_has_one_page(catalog: TestClient) -> None:
 )
 def test_writes_need_staff(
     seeded: TestClient,
+    customer: dict[str, str],
     method: str,
     path: str,
-    headers: dict[str, str],
+    caller: str,
     status: int,
     body: dict[str, str],
 ) -> None:
+    headers = {
+        "anonymous": {},
+        "garbage": {"X-Strangler-Identity": "garbage"},
+        "customer": customer,
+    }[caller]
     response = seeded.request(method, path, headers=headers, json={"name": "x"})
     assert (response.status_code, response.json()) == (status, body)
     if status == 401:

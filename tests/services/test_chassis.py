@@ -9,7 +9,6 @@ import logging
 from pathlib import Path
 
 import httpx
-import pytest
 from fastapi import APIRouter, FastAPI
 from fastapi.testclient import TestClient
 
@@ -17,7 +16,7 @@ from extracted.catalog.app import MIGRATIONS, create_app
 from extracted.catalog.settings import load_settings
 from extracted.chassis import ServiceSettings, create_service_app, current, make_client
 from extracted.chassis.context import child_traceparent
-from extracted.chassis.identity import Identity, parse_identity
+from extracted.chassis.identity import Identity
 from extracted.chassis.logs import JSONFormatter
 from extracted.chassis.rendering import format_datetime, render_json
 
@@ -150,21 +149,6 @@ def test_json_log_lines_carry_the_request_id(catalog: TestClient) -> None:
         200,
     )
     assert line["traceparent"].startswith("00-")
-
-
-@pytest.mark.parametrize(
-    ("header", "identity"),
-    [
-        ("sub=7; staff=true", Identity("7", True)),
-        ("staff=false;sub=alice", Identity("alice", False)),
-        ("sub=7", Identity("7", False)),
-        ("sub=; staff=true", None),
-        ("sub=7; staff=maybe", None),
-        ("Token abc", None),
-    ],
-)
-def test_parse_identity(header: str, identity: Identity | None) -> None:
-    assert parse_identity(header) == identity
 
 
 def test_identity_dependency_is_pluggable(seeded: TestClient) -> None:

@@ -5,8 +5,8 @@ Both sides get the same data: rows are created in the monolith through its ORM
 delivered to the service's ``/internal/events``, exactly as the relay will.
 Then every request of the tables below runs against both, the monolith through
 Django's test client with ``Authorization: Token``, the service through
-``TestClient`` with the proxy's identity header, and the status codes and body
-bytes must be identical.
+``TestClient`` with a signed identity token for the same user, as the proxy
+would pass it, and the status codes and body bytes must be identical.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ from legacy_monolith.accounts.models import User
 from legacy_monolith.catalog.models import Category, Product
 from legacy_monolith.outbox.models import OutboxEvent
 from tests.services.conftest import TestClient, catalog_settings
+from tests.support.identity import TestKeys
 
 WORDS = [
     "Apron", "Basket", "Candle", "Doormat", "Easel", "Funnel", "Grater", "Hammock",
@@ -47,6 +48,9 @@ class Twins:
     monolith: Client
     service: TestClient
     tokens: dict[str, str]
+    """The monolith's ``Authorization: Token`` key per caller."""
+    identities: dict[str, str]
+    """The service's ``X-Strangler-Identity`` token per caller."""
     # First id minus one per kind ("p" products, "w" warehouses, "s" stock):
     # PostgreSQL sequences are not reset between tests, so ids are relative.
     offsets: dict[str, int]
@@ -69,9 +73,7 @@ class Twins:
         headers = {}
         if who != "anon":
             extra["HTTP_AUTHORIZATION"] = f"Token {self.tokens[who]}"
-            headers["X-Strangler-Identity"] = (
-                f"sub={who}; staff={'true' if who == 'staff' else 'false'}"
-            )
+            headers["X-Strangler-Identity"] = self.identities[who]
         legacy = self.monolith.generic(
             method, path, data or "", content_type="application/json", **extra
         )
@@ -118,11 +120,12 @@ def _seed_monolith() -> None:
 
 
 @pytest.fixture
-def twins(db: None, service_db: str) -> Iterator[Twins]:
-    tokens = {}
+def twins(db: None, service_db: str, identity_keys: TestKeys) -> Iterator[Twins]:
+    tokens, identities = {}, {}
     for name, staff in [("customer", False), ("staff", True)]:
         user = User.objects.create_user(username=name, password="x", is_staff=staff)
         tokens[name] = Token.objects.create(user=user).key
+        identities[name] = identity_keys.token("catalog", str(user.pk), staff=staff)
     _seed_monolith()
     envelopes = [
         event.envelope()
@@ -137,7 +140,13 @@ def twins(db: None, service_db: str) -> Iterator[Twins]:
         statuses = {r["status"] for r in response.json()["results"]}
         assert statuses == {"applied"}, response.text
         offsets = {"p": Product.objects.order_by("id").values_list("id")[0][0] - 1}
-        yield Twins(monolith=Client(), service=service, tokens=tokens, offsets=offsets)
+        yield Twins(
+            monolith=Client(),
+            service=service,
+            tokens=tokens,
+            identities=identities,
+            offsets=offsets,
+        )
 
 
 READS = [

@@ -2,20 +2,31 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
+import pytest
 from fastapi.testclient import TestClient
 
 from tests.services.conftest import Ingest
 from tests.services.factories import category_payload, event, product_payload
 
-
-def product(client: TestClient, id: int) -> dict[str, object]:
-    response = client.get(
-        f"/api/products/{id}/", headers={"X-Strangler-Identity": "sub=1; staff=true"}
-    )
-    return {"status": response.status_code, **response.json()}
+Read = Callable[[TestClient, int], dict[str, object]]
 
 
-def test_upsert_then_update_converges(seeded: TestClient, ingest: Ingest) -> None:
+@pytest.fixture
+def product(staff: dict[str, str]) -> Read:
+    """A product as staff see it (inactive ones too), with the status code."""
+
+    def read(client: TestClient, id: int) -> dict[str, object]:
+        response = client.get(f"/api/products/{id}/", headers=staff)
+        return {"status": response.status_code, **response.json()}
+
+    return read
+
+
+def test_upsert_then_update_converges(
+    seeded: TestClient, ingest: Ingest, product: Read
+) -> None:
     update = event(
         "catalog.product", 1, 2, product_payload(1, 2, price="7.10", name="New")
     )
@@ -24,7 +35,9 @@ def test_upsert_then_update_converges(seeded: TestClient, ingest: Ingest) -> Non
     assert (body["name"], body["price"], body["category"]) == ("New", "7.10", "books")
 
 
-def test_duplicate_delivery_changes_nothing(seeded: TestClient, ingest: Ingest) -> None:
+def test_duplicate_delivery_changes_nothing(
+    seeded: TestClient, ingest: Ingest, product: Read
+) -> None:
     first = event("catalog.product", 1, 2, product_payload(1, 1, name="Once"))
     assert ingest(first) == ["applied"]
     # The same event again, in a batch and on its own (a relay retry).
@@ -46,7 +59,9 @@ def test_replay_of_a_whole_stream_is_idempotent(
     assert catalog.get("/api/products/").content == before
 
 
-def test_stale_event_is_ignored(seeded: TestClient, ingest: Ingest) -> None:
+def test_stale_event_is_ignored(
+    seeded: TestClient, ingest: Ingest, product: Read
+) -> None:
     assert ingest(
         event("catalog.product", 1, 2, product_payload(1, 1, name="Two"))
     ) == ["applied"]
@@ -57,7 +72,7 @@ def test_stale_event_is_ignored(seeded: TestClient, ingest: Ingest) -> None:
 
 
 def test_gap_is_reported_and_applied_after_the_missing_event(
-    seeded: TestClient, ingest: Ingest
+    seeded: TestClient, ingest: Ingest, product: Read
 ) -> None:
     second = event("catalog.product", 1, 2, product_payload(1, 1, name="Two"))
     third = event("catalog.product", 1, 3, product_payload(1, 1, name="Three"))
@@ -75,7 +90,7 @@ def test_gap_is_reported_and_applied_after_the_missing_event(
 
 
 def test_first_event_of_an_aggregate_may_start_mid_stream(
-    seeded: TestClient, ingest: Ingest
+    seeded: TestClient, ingest: Ingest, product: Read
 ) -> None:
     # A backfill snapshot of a long-lived row carries its current sequence.
     assert ingest(event("catalog.product", 42, 17, product_payload(42, 1))) == [
@@ -84,7 +99,7 @@ def test_first_event_of_an_aggregate_may_start_mid_stream(
     assert product(seeded, 42)["status"] == 200
 
 
-def test_delete_events(seeded: TestClient, ingest: Ingest) -> None:
+def test_delete_events(seeded: TestClient, ingest: Ingest, product: Read) -> None:
     gone = event("catalog.product", 3, 2, product_payload(3, 2), kind="deleted")
     assert ingest(gone) == ["applied"]
     assert product(seeded, 3)["status"] == 404

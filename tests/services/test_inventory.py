@@ -34,6 +34,7 @@ from tests.services.conftest import (
 )
 from tests.services.factories import event, product_payload
 from tests.services.test_contract_parity import Twins
+from tests.support.identity import TestKeys
 
 
 def inventory_settings(url: str) -> Any:
@@ -41,11 +42,12 @@ def inventory_settings(url: str) -> Any:
 
 
 @pytest.fixture
-def twins(db: None, service_db: str) -> Iterator[Twins]:
-    tokens = {}
+def twins(db: None, service_db: str, identity_keys: TestKeys) -> Iterator[Twins]:
+    tokens, identities = {}, {}
     for name, staff in [("customer", False), ("staff", True)]:
         user = User.objects.create_user(username=name, password="x", is_staff=staff)
         tokens[name] = Token.objects.create(user=user).key
+        identities[name] = identity_keys.token("inventory", str(user.pk), staff=staff)
     shelf = Category.objects.create(name="Kitchen", slug="kitchen")
     houses = [
         Warehouse.objects.create(code=code, name=code.title())
@@ -81,7 +83,13 @@ def twins(db: None, service_db: str) -> Iterator[Twins]:
             "s": LegacyStock.objects.order_by("id").values_list("id")[0][0],
         }
         offsets = {kind: value - 1 for kind, value in first.items()}
-        yield Twins(monolith=Client(), service=service, tokens=tokens, offsets=offsets)
+        yield Twins(
+            monolith=Client(),
+            service=service,
+            tokens=tokens,
+            identities=identities,
+            offsets=offsets,
+        )
 
 
 READS = [
@@ -177,9 +185,11 @@ def test_inventory_writes_match_the_monolith(twins: Twins) -> None:
     assert seen == {200, 201, 204, 400, 401, 403, 409}
 
 
-def test_reservations_record_outbox_events(tmp_path: Path) -> None:
+def test_reservations_record_outbox_events(
+    tmp_path: Path, identity_keys: TestKeys
+) -> None:
     url = f"sqlite:///{tmp_path / 'inv.sqlite3'}"
-    staff = {"X-Strangler-Identity": "sub=1; staff=true"}
+    staff = identity_keys.headers("inventory", "1", staff=True)
     with TestClient(create_app(inventory_settings(url))) as client:
         batch = [
             event("catalog.product", 1, 1, product_payload(1, 1)),

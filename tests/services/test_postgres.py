@@ -12,7 +12,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from extracted.catalog.app import create_app
-from tests.services.conftest import STAFF, catalog_settings, postgres_database
+from tests.services.conftest import catalog_settings, postgres_database
 from tests.services.factories import category_payload, event, product_payload
 
 pytestmark = pytest.mark.postgres
@@ -25,7 +25,7 @@ def pg_catalog(require_postgres: str) -> Iterator[TestClient]:
             yield client
 
 
-def test_catalog_on_postgres(pg_catalog: TestClient) -> None:
+def test_catalog_on_postgres(pg_catalog: TestClient, staff: dict[str, str]) -> None:
     client = pg_catalog
     assert client.get("/ready").status_code == 200
     batch = [
@@ -47,13 +47,13 @@ def test_catalog_on_postgres(pg_catalog: TestClient) -> None:
 
     new = {"sku": "N", "slug": "n", "name": "N", "category": "kitchen", "price": "5"}
     dry = client.post(
-        "/api/products/", json=new, headers={**STAFF, "X-Strangler-Dry-Run": "1"}
+        "/api/products/", json=new, headers={**staff, "X-Strangler-Dry-Run": "1"}
     )
     assert dry.status_code == 201
     assert client.get("/api/products/").json()["count"] == 2
-    created = client.post("/api/products/", json=new, headers=STAFF)
+    created = client.post("/api/products/", json=new, headers=staff)
     assert created.status_code == 201, created.text
     assert created.json()["price"] == "5.00"
     assert client.get("/api/products/?q=n&category=kitchen").json()["count"] == 1
-    in_use = client.delete("/api/categories/kitchen/", headers=STAFF)
+    in_use = client.delete("/api/categories/kitchen/", headers=staff)
     assert in_use.status_code == 409

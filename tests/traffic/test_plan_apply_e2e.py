@@ -40,10 +40,15 @@ def _categories_to_echo(plan: dict[str, Any]) -> dict[str, Any]:
 
 
 def _apply(
-    capsys: pytest.CaptureFixture[str], file: Path, proxy: Server, token: str
+    capsys: pytest.CaptureFixture[str],
+    file: Path,
+    proxy: Server,
+    token: str,
+    *extra: str,
 ) -> tuple[int, str, str]:
     code = main(
         ["plan", "apply", str(file), "--admin", proxy.admin_url, "--token", token]
+        + list(extra)
     )
     out, err = capsys.readouterr()
     return code, out, err
@@ -61,8 +66,21 @@ def test_apply_swaps_the_running_plan(
     file = tmp_path / "next.yaml"
     file.write_text(yaml.safe_dump(_categories_to_echo(base_plan), sort_keys=False))
 
+    # A new route straight in cutover, with no evidence: the gate refuses it.
     code, out, err = _apply(capsys, file, proxy, ADMIN_TOKEN)
+    assert code == 1
+    assert "categories-to-echo: the gate refuses legacy -> cutover" in err
+    assert "samples: 0 < min_samples 200" in err
+    assert _admin_plan(proxy)["version_hash"] == before
 
+    code, out, err = _apply(capsys, file, proxy, ADMIN_TOKEN, "--force")
+    assert code == 1
+    assert "--force needs --reason" in err
+
+    reason = "the echo service is a test double"
+    code, out, err = _apply(
+        capsys, file, proxy, ADMIN_TOKEN, "--force", "--reason", reason
+    )
     assert code == 0, err
     after = _admin_plan(proxy)["version_hash"]
     assert after != before
@@ -74,6 +92,14 @@ def test_apply_swaps_the_running_plan(
     code, out, err = _apply(capsys, file, proxy, ADMIN_TOKEN)
     assert code == 0, err
     assert out.startswith("unchanged: ")
+
+    status = httpx.get(
+        f"{proxy.admin_url}/admin/status",
+        headers={"authorization": f"Bearer {ADMIN_TOKEN}"},
+    ).json()
+    [echo] = [r for r in status["routes"] if r["route"] == "categories-to-echo"]
+    change = echo["last_change"]
+    assert (change["to"], change["forced"], change["why"]) == ("cutover", True, reason)
 
 
 def test_an_invalid_plan_is_refused_and_the_old_one_keeps_serving(

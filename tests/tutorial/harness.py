@@ -14,7 +14,6 @@ import dataclasses
 import os
 import re
 import shlex
-import shutil
 import signal
 import subprocess
 import sys
@@ -26,7 +25,6 @@ from typing import Any
 import httpx
 
 from strangler_proxy.parity.store import open_store
-from strangler_proxy.stack import render_plan
 from tests.support.processes import ROOT, ServerProcess, free_port
 
 from .pages import Block
@@ -64,6 +62,8 @@ class Stack:
     tmp: Path
     ports: dict[str, int] = dataclasses.field(default_factory=dict)
     up: ServerProcess | None = None
+    # The parity counts each route had at its last ``parity`` check.
+    compared_at_last_check: dict[str, int] = dataclasses.field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.ports = {name: free_port() for name in DEFAULT_PORTS}
@@ -93,15 +93,13 @@ class Stack:
         return f"http://127.0.0.1:{self.ports[name]}"
 
     def _copy_plans(self) -> None:
-        urls = {name: self.url(name) for name in ("monolith", "catalog", "inventory")}
+        # Plans and sync files name the default ports (upstreams, subscribers,
+        # the ownership section): the copies name the test's.
         source = ROOT / "migration_plans"
         for path in sorted(source.rglob("*.yaml")):
             out = self.plans / path.relative_to(source)
             out.parent.mkdir(parents=True, exist_ok=True)
-            section = "subscribers" if path.parent.name == "sync" else "upstreams"
-            written = render_plan(path, urls, out, section=section)
-            if written != out:
-                shutil.copyfile(path, out)
+            out.write_text(self.substitute(path.read_text("utf-8")), "utf-8")
 
     def describe(self) -> str:
         """The substitutions, for the test output."""
@@ -111,6 +109,7 @@ class Stack:
             f"  migration_plans/ -> {self.plans}/ (ports rewritten)",
             "  strangler up -> strangler up " + " ".join(self._up_flags()),
             f"  {'|'.join(ADMIN_CLIENTS)} -> ... " + " ".join(self._admin_flags()),
+            f"  strangler traffic -> ... --url {self.url('proxy')} --no-progress",
             "  environment: " + " ".join(f"{k}={v}" for k, v in self.env.items()),
         ]
         return "\n".join(lines)
@@ -138,6 +137,9 @@ class Stack:
         elif command.startswith(ADMIN_CLIENTS) and "--admin" not in command:
             # Their defaults (port 8081, var/admin-token) are not in the text.
             command = " ".join([command, *self._admin_flags()])
+        elif command.startswith("strangler traffic") and "--url" not in command:
+            # Its default URL (port 8080) is not in the text; no terminal here.
+            command += f" --url {self.url('proxy')} --no-progress"
         return command
 
     def script(self, block: Block) -> str:
@@ -235,12 +237,18 @@ def proxy_equals_monolith(stack: Stack, path: str) -> None:
 def service_equals_monolith(
     stack: Stack, service: str, path: str, timeout: str = "30"
 ) -> None:
-    """The service comes to answer ``path`` as the monolith does (sync lag)."""
-    expected = _json_without_links(httpx.get(stack.url("monolith") + path, timeout=10))
+    """The service and the monolith come to answer ``path`` alike.
+
+    Either may be behind the other by the relay's lag: the monolith's copy
+    follows the service after an ownership flip.
+    """
 
     def same() -> bool:
+        direct = httpx.get(stack.url("monolith") + path, timeout=10)
         got = httpx.get(stack.url(service) + path, timeout=10)
-        return got.status_code == 200 and _json_without_links(got) == expected
+        return got.status_code == 200 and _json_without_links(
+            got
+        ) == _json_without_links(direct)
 
     wait_until(same, f"{service} answers {path} as the monolith", float(timeout))
 
@@ -252,11 +260,16 @@ def parity(
     mismatched: str | None = None,
     min_mismatched: str | None = None,
     field: str | list[str] | None = None,
+    grew: str = "0",
 ) -> None:
     """The parity store's counts for ``route`` reach what the page promises.
 
+    ``grew=N``: at least N comparisons more than at the route's last check.
     The proxy writes comparisons off the hot path, so this waits for them.
     """
+    floor = max(
+        int(min_compared), stack.compared_at_last_check.get(route, 0) + int(grew)
+    )
     fields = [field] if isinstance(field, str) else list(field or [])
 
     def counts() -> tuple[int, int, set[str]]:
@@ -273,13 +286,14 @@ def parity(
     def reached() -> bool:
         compared, bad, groups = counts()
         return (
-            compared >= int(min_compared)
+            compared >= floor
             and bad >= int(min_mismatched or 0)
             and set(fields) <= groups
         )
 
     wait_until(reached, f"parity of {route}: {counts()}")
     compared, bad, _ = counts()
+    stack.compared_at_last_check[route] = compared
     if mismatched is not None:
         assert bad == int(mismatched), f"{route}: {bad} of {compared} mismatched"
 

@@ -1,19 +1,24 @@
-"""``strangler demo``: serve the bundled legacy shop under uvicorn.
+"""``strangler monolith``: serve the bundled legacy shop under uvicorn.
 
 It prepares the database first (migrations, then demo data if the shop is
 empty) unless ``--no-setup`` is given, prints where everything is and how to
 sign in, and serves until Ctrl-C, which uvicorn turns into a clean shutdown.
+
+``strangler demo`` is the command's old name, kept as a hidden alias that says
+it is deprecated (scripts may still call it); ``make demo`` is unrelated: it
+runs ``strangler up``.
 """
 
 from __future__ import annotations
 
 import os
+from typing import Any
 
 import click
 
 from ..exceptions import CliError
 
-__all__ = ["demo"]
+__all__ = ["commands", "demo", "monolith"]
 
 MONOLITH_APP = "legacy_monolith.asgi:application"
 SETTINGS_MODULE = "legacy_monolith.settings"
@@ -51,7 +56,7 @@ def _banner(host: str, port: int) -> str:
     )
 
 
-@click.command("demo")
+@click.command("monolith")
 @click.option("--host", default="127.0.0.1", show_default=True, help="Bind address.")
 @click.option(
     "--port",
@@ -67,7 +72,7 @@ def _banner(host: str, port: int) -> str:
     help="Migrate the database and seed the demo shop if it is empty.",
 )
 @click.option("--debug", is_flag=True, help="Run Django with DEBUG on.")
-def demo(host: str, port: int, setup: bool, debug: bool) -> None:
+def monolith(host: str, port: int, setup: bool, debug: bool) -> None:
     """Serve the bundled legacy shop (the monolith) under uvicorn."""
     import uvicorn
 
@@ -78,3 +83,23 @@ def demo(host: str, port: int, setup: bool, debug: bool) -> None:
         _prepare_database()
     click.echo(_banner(host, port))
     uvicorn.run(MONOLITH_APP, host=host, port=port, log_level="info")
+
+
+@click.pass_context
+def _demo(ctx: click.Context, /, **options: Any) -> None:
+    click.echo(
+        "warning: `strangler demo` is deprecated, use `strangler monolith`",
+        err=True,
+    )
+    ctx.invoke(monolith, **options)
+
+
+demo = click.Command(
+    "demo",
+    callback=_demo,
+    params=monolith.params,
+    help="Deprecated name of `strangler monolith`.",
+    hidden=True,
+)
+
+commands = [monolith, demo]
