@@ -5,7 +5,7 @@ the monolith reads the environment, and no module reads settings at import time.
 
 ``DATABASE_URL``                 database (default: SQLite at var/monolith.sqlite3)
 ``MONOLITH_DB_CONN_MAX_AGE``     seconds a connection is reused (default 60)
-``MONOLITH_DB_TIMEOUT``          SQLite: seconds a writer waits for the lock (default 20)
+``MONOLITH_DB_TIMEOUT``          SQLite: seconds a write waits for the lock (default 20)
 ``MONOLITH_SECRET_KEY``          secret key (default: an insecure dev key)
 ``MONOLITH_DEBUG``               1/true/yes/on to enable DEBUG (default off)
 ``MONOLITH_ALLOWED_HOSTS``       comma-separated host names
@@ -205,7 +205,15 @@ LOGGING = {
     "handlers": {
         "stdout": {
             "class": "logging.StreamHandler",
-            "stream": "ext://sys.stdout",
+            # The server logs to stdout; the toolkit's commands that load the
+            # monolith (backfill, reconcile, ownership) set stderr, so their
+            # own output on stdout stays clean.
+            "stream": "ext://sys."
+            + (
+                "stderr"
+                if os.environ.get("MONOLITH_LOG_STREAM") == "stderr"
+                else "stdout"
+            ),
             "formatter": "json",
         }
     },

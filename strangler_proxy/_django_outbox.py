@@ -29,6 +29,8 @@ def setup_django() -> None:
 
     if not apps.ready:
         os.environ.setdefault("DJANGO_SETTINGS_MODULE", DEFAULT_SETTINGS)
+        # The monolith's JSON logs go to stderr here: stdout is the command's.
+        os.environ.setdefault("MONOLITH_LOG_STREAM", "stderr")
         django.setup()
 
 

@@ -770,7 +770,9 @@ class Controller:
             if route.service is None:
                 legacy_share = 100.0
             last = self.store.history(route.name, limit=1)
-            gate = self.check(route.name) if route.service is not None else None
+            # A route cut over has no further step for the gate to guard.
+            guarded = route.service is not None and route.mode != "cutover"
+            gate = self.check(route.name) if guarded else None
             override = overrides.get(route.name)
             if route.service is None or route_state(route) == route_state(plan_route):
                 override = None  # stored but not in effect

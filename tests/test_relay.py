@@ -541,3 +541,64 @@ def test_parked_and_replay_commands(capsys: pytest.CaptureFixture[str]) -> None:
     assert "no parked events" in capsys.readouterr().out
     assert delivery.next_batch("catalog", ["catalog.*"], 10)[0][1] == 0
     assert main(["relay", "replay", "00000000-0000-0000-0000-000000000000"]) == 1
+
+
+def test_busy_database_errors_are_told_apart() -> None:
+    import sqlite3
+
+    from django.db import OperationalError
+    from sqlalchemy.exc import OperationalError as SAOperationalError
+
+    from strangler_proxy.outbox import is_busy
+
+    class DeadlockDetected(Exception):
+        sqlstate = "40P01"
+
+    locked = sqlite3.OperationalError("database is locked")
+    wrapped = OperationalError("database is locked")
+    wrapped.__cause__ = locked
+    deadlock = OperationalError("deadlock detected")
+    deadlock.__cause__ = DeadlockDetected("deadlock detected")
+    assert is_busy(locked)
+    assert is_busy(wrapped)
+    assert is_busy(deadlock)
+    assert is_busy(SAOperationalError("UPDATE ...", {}, locked))
+    assert not is_busy(sqlite3.OperationalError("no such table: outbox_outboxevent"))
+    assert not is_busy(OperationalError("connection refused"))
+    assert not is_busy(ValueError("bad value"))
+
+
+class LockedOutbox(MemoryOutbox):
+    """A MemoryOutbox whose first ``locked`` acknowledgements find the
+    database locked (and, like a rolled-back transaction, change nothing)."""
+
+    locked = 2
+
+    def mark_delivered(self, *args: Any) -> None:
+        import sqlite3
+
+        if self.locked:
+            self.locked -= 1
+            raise sqlite3.OperationalError("database is locked")
+        super().mark_delivered(*args)
+
+
+async def test_a_locked_database_is_waited_out_not_resent(
+    subscriber: tuple[Subscriber, ThreadedServer],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    app, server = subscriber
+    outbox = LockedOutbox()
+    add(outbox, "1", count=3)
+
+    async with Relay(config(server.url), outbox) as relay:
+        assert await relay.drain() == 3
+        stats = relay.stats()
+
+    assert stats["delivered"] == 3
+    assert outbox.locked == 0
+    # Recorded once the lock lifted, so nothing was sent twice.
+    assert app.statuses == ["applied"] * 3
+    busy = [r for r in caplog.records if "database is busy" in r.getMessage()]
+    assert len(busy) == 2
+    assert all(r.levelname == "WARNING" for r in busy)

@@ -259,6 +259,6 @@ def test_up_with_a_sync_file_runs_the_relays_and_backfill_runs_beside_it(
         assert alive(pids["relay"]) and alive(pids["owner-relay-catalog"])
         up.signal(signal.SIGINT)
         assert up.wait(timeout=60) == 0, up.output()
-    output = up.output()
+        output = up.output()
     assert "database is locked" not in output
     assert "Traceback" not in output

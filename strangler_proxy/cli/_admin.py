@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import getpass
 import os
 from pathlib import Path
 
@@ -27,3 +28,14 @@ def admin_token(given: str | None) -> str:
             "no admin token: pass --token, set STRANGLER_ADMIN_TOKEN, or run "
             f"from the directory holding {TOKEN_FILE}"
         ) from None
+
+
+def operator(given: str | None) -> str:
+    """Who is acting, for the history: ``given``, else ``$USER``, else the
+    login name."""
+    if given:
+        return given
+    try:
+        return os.environ.get("USER") or getpass.getuser()
+    except Exception:
+        return "unknown"

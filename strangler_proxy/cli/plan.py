@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from urllib.parse import quote, urlsplit
 
@@ -14,7 +13,7 @@ from ..exceptions import CliError, PlanError
 from ..paths import PathError, normalise_target
 from ..plan import Plan, load_plan, plan_json_schema, version_hash
 from ..routing import Router, canary_bucket, sticky_key
-from ._admin import admin_token
+from ._admin import admin_token, operator
 
 __all__ = ["plan"]
 
@@ -175,7 +174,7 @@ def apply(
     }
     url = admin.rstrip("/") + "/admin/reload"
     try:
-        params = {"who": who or os.environ.get("USER", "")}
+        params = {"who": operator(who)}
         if reason:
             params["reason"] = reason
         if force:

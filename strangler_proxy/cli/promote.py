@@ -7,8 +7,6 @@ The commands talk to the proxy's admin API (``--admin``, default
 
 from __future__ import annotations
 
-import getpass
-import os
 from datetime import UTC, datetime
 from typing import Any
 
@@ -16,7 +14,7 @@ import click
 import httpx
 
 from ..exceptions import CliError
-from ._admin import admin_token
+from ._admin import admin_token, operator
 
 __all__ = ["commands", "promote", "rollback", "status"]
 
@@ -39,15 +37,6 @@ def _call(
     if response.status_code == 401:
         raise CliError("the admin API refused the token")
     return response.status_code, data
-
-
-def _who(given: str | None) -> str:
-    if given:
-        return given
-    try:
-        return os.environ.get("USER") or getpass.getuser()
-    except Exception:
-        return "unknown"
 
 
 def _when(at: float) -> str:
@@ -106,7 +95,7 @@ def promote(
         token,
         "POST",
         f"/admin/routes/{route}/promote",
-        {"to": to, "force": force, "reason": reason, "who": _who(who)},
+        {"to": to, "force": force, "reason": reason, "who": operator(who)},
     )
     if code != 200:
         raise _refused(data)
@@ -140,7 +129,7 @@ def rollback(
         token,
         "POST",
         f"/admin/routes/{route}/rollback",
-        {"to": to, "reason": reason, "who": _who(who)},
+        {"to": to, "reason": reason, "who": operator(who)},
     )
     if code != 200:
         raise _refused(data)

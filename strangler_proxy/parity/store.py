@@ -4,8 +4,8 @@
 full the result is counted as dropped (so reports show coverage honestly) and
 the caller goes on. A writer thread drains the queue and writes each batch in
 one transaction: per-route counters and per-field-path groups (bucketed by
-minute, so ``since`` queries work) as upserts, and a bounded number of
-redacted example pairs per group.
+second, so ``since`` queries are exact to the second) as upserts, and a
+bounded number of redacted example pairs per group.
 
 Schema (created on open, idempotent)::
 
@@ -40,7 +40,10 @@ __all__ = ["Example", "FieldGroup", "ParityStore", "RouteSummary", "open_store"]
 
 log = logging.getLogger("strangler.parity")
 
-_BUCKET = 60
+# Counters are kept per second: "since the route's last change", the gate's
+# evidence window, is then exact to the second. Reports and the dashboard's
+# timeline add seconds up into minutes.
+_BUCKET = 1
 _COUNTERS = ("matched", "mismatched", "noise_only", "errors", "dropped", "skipped")
 _OUTCOME_COLUMN = {
     "matched": "matched",
@@ -346,9 +349,9 @@ class ParityStore:
     def timeline(self, route: str, since: Since = None) -> list[tuple[int, int, int]]:
         """(minute bucket start, compared, mismatched) of a route, oldest first."""
         rows = self._query(
-            "SELECT bucket, SUM(matched + mismatched + noise_only), SUM(mismatched) "
-            "FROM parity_counts WHERE route = ? AND bucket >= ? "
-            "GROUP BY bucket ORDER BY bucket",
+            "SELECT bucket - bucket % 60, SUM(matched + mismatched + noise_only), "
+            "SUM(mismatched) FROM parity_counts WHERE route = ? AND bucket >= ? "
+            "GROUP BY 1 ORDER BY 1",
             (route, _since_bucket(since)),
         )
         return [(int(r[0]), int(r[1]), int(r[2])) for r in rows]

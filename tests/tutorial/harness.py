@@ -298,10 +298,24 @@ def parity(
         assert bad == int(mismatched), f"{route}: {bad} of {compared} mismatched"
 
 
+def dashboard_shows(stack: Stack, route: str) -> None:
+    """The dashboard on the admin port lists ``route`` with its comparisons."""
+    token = (stack.var / "admin-token").read_text().strip()
+    page = httpx.get(
+        stack.url("admin") + "/dashboard/",
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=10,
+    )
+    assert page.status_code == 200, page.text
+    assert "text/html" in page.headers["content-type"]
+    assert f"/dashboard/routes/{route}" in page.text, page.text[:2000]
+
+
 CHECKS: dict[str, Callable[..., None]] = {
     "proxy-equals-monolith": proxy_equals_monolith,
     "service-equals-monolith": service_equals_monolith,
     "parity": parity,
+    "dashboard-shows": dashboard_shows,
 }
 
 
