@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -81,6 +82,19 @@ def forward_relay(env: dict[str, str], sync: Path) -> dict[str, Any]:
     return stats["subscribers"]
 
 
+def relay_until_in_step(env: dict[str, str], sync: Path) -> None:
+    """Forward relay passes until no subscriber lags. The seed's orders
+    recorded stock events before the backfill's products, so a first pass can
+    leave stock rejected (no such product yet) and waiting for its retry."""
+    deadline = time.monotonic() + 60
+    while lags := {
+        name: counters["lag_events"]
+        for name, counters in forward_relay(env, sync).items()
+        if counters["lag_events"]
+    }:
+        assert time.monotonic() < deadline, f"still lagging: {lags}"
+
+
 def fetch(url: str, sql: str, **params: object) -> list[dict[str, Any]]:
     from sqlalchemy import text
 
@@ -116,6 +130,11 @@ def test_owner_changes_reach_other_subscribers_but_not_the_owner(
     sync.write_text(
         f"""\
 version: 1
+relay:
+  max_attempts: 100
+  backoff:
+    initial: 0.1s
+    max: 0.5s
 subscribers:
   catalog:
     url: {catalog_url}
@@ -133,13 +152,7 @@ ownership:
         # Both services in step with the monolith, then catalog owns products.
         strangler(env, "backfill", "catalog", "--sync", str(sync))
         strangler(env, "backfill", "inventory", "--sync", str(sync))
-        in_step = forward_relay(env, sync)
-        assert in_step["catalog"]["lag_events"] == 0, in_step
-        if in_step["inventory"]["lag_events"]:  # DEBUG-H5
-            Path(f"/tmp/h5-debug-{uuid.uuid4().hex[:6]}.txt").write_text(
-                json.dumps(in_step, indent=1) + inventory.output()
-            )
-        assert in_step["inventory"]["lag_events"] == 0, in_step
+        relay_until_in_step(env, sync)
         applied = strangler(env, "ownership", "apply", "--sync", str(sync))
         assert "catalog.product: catalog" in applied.splitlines()
 
