@@ -9,8 +9,12 @@ developer's machine without a server but fail in CI, where one is required.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
+
+from tests.support.databases import fresh_postgres_database
 
 _DB_FIXTURES = {"db", "transactional_db", "django_db_setup", "live_server"}
 
@@ -55,3 +59,17 @@ def _proxy_state_in_tmp(
     ):
         if name not in os.environ:
             monkeypatch.setenv(name, str(state / file))
+
+
+@pytest.fixture(
+    params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
+)
+def monolith_database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A database URL for a monolith of the test's own: a SQLite file, and a
+    fresh PostgreSQL database (dropped afterwards) in the ``postgres`` run."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'monolith.sqlite3'}"
+        return
+    server: str = request.getfixturevalue("require_postgres")
+    with fresh_postgres_database(server, "t_monolith") as url:
+        yield url

@@ -24,7 +24,6 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import psycopg
 import pytest
 
 from strangler_proxy.reconcile import service_engine
@@ -119,25 +118,6 @@ def recorder() -> Iterator[tuple[Recorder, ThreadedServer]]:
     finally:
         app.release()
         server.stop()
-
-
-@pytest.fixture(
-    params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
-)
-def monolith_database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """The monolith's database: a SQLite file, or a fresh PostgreSQL database."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'monolith.sqlite3'}"
-        return
-    admin: str = request.getfixturevalue("require_postgres")
-    name = f"t_backfill_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield admin.rsplit("/", 1)[0] + "/" + name
-    finally:
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def write_sync(tmp_path: Path, url: str) -> Path:

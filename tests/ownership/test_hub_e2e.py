@@ -14,13 +14,10 @@ import json
 import os
 import subprocess
 import time
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
-import psycopg
 import pytest
 
 from strangler_proxy.reconcile import service_engine
@@ -31,25 +28,6 @@ from tests.support.processes import PYTHON, ROOT, ServerProcess, free_port
 pytestmark = pytest.mark.e2e
 
 CLI = "import sys; from strangler_proxy.cli import main; sys.exit(main())"
-
-
-@pytest.fixture(
-    params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
-)
-def monolith_database(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    """The monolith's database: a SQLite file, or a fresh PostgreSQL database."""
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'monolith.sqlite3'}"
-        return
-    admin: str = request.getfixturevalue("require_postgres")
-    name = f"t_hub_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield admin.rsplit("/", 1)[0] + "/" + name
-    finally:
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def service(name: str, env: dict[str, str]) -> tuple[ServerProcess, str]:

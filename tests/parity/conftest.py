@@ -3,18 +3,12 @@
 from __future__ import annotations
 
 import os
-import uuid
 from collections.abc import Iterator
-from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 
 from tests.conftest import postgres_url
-
-
-def _with_database(url: str, name: str) -> str:
-    parts = urlsplit(url)
-    return urlunsplit(parts._replace(path="/" + name))
+from tests.support.databases import fresh_postgres_database
 
 
 @pytest.fixture(scope="session")
@@ -23,16 +17,8 @@ def _parity_pg_database() -> Iterator[str | None]:
     if server is None:
         yield None
         return
-    import psycopg
-
-    name = f"strangler_parity_{os.getpid()}_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(server, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield _with_database(server, name)
-    finally:
-        with psycopg.connect(server, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with fresh_postgres_database(server, f"strangler_parity_{os.getpid()}") as url:
+        yield url
 
 
 @pytest.fixture
