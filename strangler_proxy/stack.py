@@ -360,6 +360,7 @@ def build_stack(config: StackConfig) -> Stack:
             "api": proxy_url + "/api/products/",
             "admin": admin_url + "/admin/plan",
             "metrics": admin_url + "/metrics",
+            "dashboard": admin_url + "/dashboard/",
             "readyz": proxy_url + "/_strangler/readyz",
         }
     )

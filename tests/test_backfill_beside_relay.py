@@ -30,7 +30,7 @@ from strangler_proxy.reconcile import service_engine
 from strangler_proxy.sync import matches
 from tests.support.monolith import monolith_server, seed_database
 from tests.support.processes import PYTHON, ROOT
-from tests.support.upstreams import ThreadedServer
+from tests.support.upstreams import ThreadedServer, read_body, serve_lifespan
 
 pytestmark = pytest.mark.e2e
 
@@ -72,17 +72,9 @@ class Recorder:
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] == "lifespan":
-            while (await receive())["type"] != "lifespan.shutdown":
-                await send({"type": "lifespan.startup.complete"})
-            await send({"type": "lifespan.shutdown.complete"})
+            await serve_lifespan(receive, send)
             return
-        body = b""
-        while True:
-            message = await receive()
-            body += message.get("body", b"")
-            if not message.get("more_body"):
-                break
-        events = json.loads(body)["events"]
+        events = json.loads(await read_body(receive))["events"]
         with self.cond:
             self.requests += 1
             self.cond.notify_all()

@@ -24,7 +24,7 @@ from strangler_proxy.outbox import MemoryOutbox
 from strangler_proxy.relay import Relay
 from strangler_proxy.sync import SyncConfig, load_sync, parse_sync
 from tests.support.processes import PYTHON, ROOT
-from tests.support.upstreams import ThreadedServer
+from tests.support.upstreams import ThreadedServer, read_body, serve_lifespan
 
 pytestmark = pytest.mark.anyio
 
@@ -88,17 +88,9 @@ class Subscriber:
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] == "lifespan":
-            while (await receive())["type"] != "lifespan.shutdown":
-                await send({"type": "lifespan.startup.complete"})
-            await send({"type": "lifespan.shutdown.complete"})
+            await serve_lifespan(receive, send)
             return
-        body = b""
-        while True:
-            message = await receive()
-            body += message.get("body", b"")
-            if not message.get("more_body"):
-                break
-        events = json.loads(body)["events"]
+        events = json.loads(await read_body(receive))["events"]
         with self.cond:
             if self.reject_whole_batch and any(
                 e["event_id"] in self.poison for e in events

@@ -59,7 +59,7 @@ def _banner(stack: Stack, plan: Path) -> str:
             for name in ("catalog", "inventory")
             if name in urls
         ],
-        ("dashboard", urls["metrics"].removesuffix("/metrics") + "/dashboard/"),
+        ("dashboard", urls["dashboard"]),
         ("admin API", urls["admin"]),
         ("metrics", urls["metrics"]),
         ("proxy readiness", urls["readyz"]),

@@ -31,12 +31,12 @@ import uvicorn
 
 from tests.support.processes import free_port
 
-__all__ = ["ThreadedServer", "echo_app", "serve"]
+__all__ = ["ThreadedServer", "echo_app", "read_body", "serve", "serve_lifespan"]
 
 Scope = dict[str, Any]
 
 
-async def _read_body(receive: Any) -> bytes:
+async def read_body(receive: Any) -> bytes:
     body = bytearray()
     while True:
         message = await receive()
@@ -48,16 +48,21 @@ async def _read_body(receive: Any) -> bytes:
     return bytes(body)
 
 
+async def serve_lifespan(receive: Any, send: Any) -> None:
+    """Answer an ASGI lifespan conversation: start up, then shut down."""
+    while True:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            await send({"type": "lifespan.startup.complete"})
+        else:
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+
+
 async def echo_app(scope: Scope, receive: Any, send: Any) -> None:
     """The echo upstream (see the module docstring)."""
     if scope["type"] == "lifespan":
-        while True:
-            message = await receive()
-            if message["type"] == "lifespan.startup":
-                await send({"type": "lifespan.startup.complete"})
-            else:
-                await send({"type": "lifespan.shutdown.complete"})
-                return
+        await serve_lifespan(receive, send)
     if scope["type"] != "http":
         return
     path: str = scope["path"]
@@ -65,7 +70,7 @@ async def echo_app(scope: Scope, receive: Any, send: Any) -> None:
     extra: list[tuple[bytes, bytes]] = []
 
     if path.startswith("/status/"):
-        await _read_body(receive)
+        await read_body(receive)
         status = int(path.rsplit("/", 1)[1])
         no_body = status < 200 or status in (204, 304)
         body = b"" if no_body else f"status {status}".encode()
@@ -79,7 +84,7 @@ async def echo_app(scope: Scope, receive: Any, send: Any) -> None:
         await send({"type": "http.response.body", "body": body})
         return
     if path == "/stream":
-        await _read_body(receive)
+        await read_body(receive)
         chunks = int(query.get("chunks", ["3"])[0])
         size = int(query.get("size", ["10"])[0])
         await send(
@@ -95,7 +100,7 @@ async def echo_app(scope: Scope, receive: Any, send: Any) -> None:
         await send({"type": "http.response.body", "body": b""})
         return
     if path == "/bytes":
-        await _read_body(receive)
+        await read_body(receive)
         size = int(query.get("size", ["10"])[0])
         body = b"x" * size
         await send(
@@ -138,7 +143,7 @@ async def echo_app(scope: Scope, receive: Any, send: Any) -> None:
                 (name.strip().lower().encode(), value.strip().encode("latin-1"))
             )
 
-    body = await _read_body(receive)
+    body = await read_body(receive)
     payload = json.dumps(
         {
             "method": scope["method"],
@@ -239,7 +244,7 @@ class Scripted:
         self.count += 1
         self.methods.append(scope["method"])
         self.paths.append(scope["path"])
-        await _read_body(receive)
+        await read_body(receive)
         if self.hold:
             self.arrived.set()
             while not self._released.is_set():
