@@ -8,9 +8,9 @@ request, so the choice of client is reproducible. The ASGI code is identical
 for every candidate; only the client differs.
 
 Candidates: ``none`` (no forwarding: the app answers by itself, the floor
-cost of uvicorn and ASGI), ``aiohttp`` (``strangler_proxy._aiohttp_transport``,
+cost of uvicorn and ASGI), ``aiohttp`` (``strangler_proxy.transport.default``,
 the default transport), ``httpx`` (AsyncClient, streaming) and ``h1``
-(``strangler_proxy._h1_transport``: asyncio protocol + httptools pool).
+(``strangler_proxy.transport.h1``: asyncio protocol + httptools pool).
 """
 
 from __future__ import annotations
@@ -121,13 +121,13 @@ class HttpxClient:
 def make_client(kind: str, base_url: str) -> Client:
     """The candidate client ``kind`` for ``base_url``."""
     if kind == "aiohttp":
-        from strangler_proxy._aiohttp_transport import AiohttpTransport
+        from strangler_proxy.transport.default import AiohttpTransport
 
         return AiohttpTransport("bench", base_url)
     if kind == "httpx":
         return HttpxClient(base_url)
     if kind == "h1":
-        from strangler_proxy._h1_transport import H1Transport
+        from strangler_proxy.transport.h1 import H1Transport
 
         return H1Transport("bench", base_url)
     raise ValueError(f"unknown client {kind!r}")

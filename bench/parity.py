@@ -30,7 +30,7 @@ if __package__ in (None, ""):
 
 import orjson  # noqa: E402
 
-from strangler_proxy.parity import (  # noqa: E402
+from strangler_proxy.parity import (
     Comparator,
     ParityConfig,
     ResponseSnapshot,

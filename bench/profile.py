@@ -103,8 +103,8 @@ def _component(path: str) -> str:
         return "aiohttp client (aiohttp, yarl, multidict)"
     if top == "<string>":
         return "generated dataclass methods"
-    if top == "strangler_proxy" and "_h1_transport" in path:
-        return "h1 client (strangler_proxy/_h1_transport)"
+    if top == "strangler_proxy" and "transport/h1" in path:
+        return "h1 client (strangler_proxy/transport/h1.py)"
     if top == "strangler_proxy":
         return "strangler_proxy (forwarding, routing, headers...)"
     if top in ("asyncio", "selectors", "uvloop"):

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from bench import nginx, procs, upstream, wrk
 
-H1_TRANSPORT = "strangler_proxy._h1_transport:H1Transport"
+H1_TRANSPORT = "strangler_proxy.transport.h1:H1Transport"
 STRANGLER_MAIN = (
     "import sys; from strangler_proxy.cli import main; sys.exit(main(sys.argv[1:]))"
 )
@@ -129,7 +129,7 @@ def strangler(
             "-m",
             "uvicorn",
             "--factory",
-            "strangler_proxy.app:create_app_from_env",
+            "strangler_proxy.proxy.app:create_app_from_env",
             "--host",
             "127.0.0.1",
             "--port",

@@ -1,25 +1,63 @@
-"""Exceptions raised by strangler.
+"""Every exception strangler raises on purpose, in one tree.
 
-The hierarchy is shallow on purpose::
+The hierarchy is shallow on purpose; each class has a ``kind``, the short word
+that goes into logs, metrics and ``RequestRecord.error``::
 
-    StranglerError
-    ├── PlanError            a plan failed to load or validate (carries issues)
-    ├── CliError             a command failed in a way the user can act on
-    └── UpstreamError        forwarding to an upstream failed
-        ├── UpstreamUnavailable   refused, reset, breaker open, bulkhead full
-        └── UpstreamTimeout       connect or read deadline passed
+    StranglerError                 kind
+    ├── PlanError                  plan        a plan or sync file is invalid (issues)
+    ├── PatternError               pattern     a ``match.path`` pattern is malformed
+    ├── SettingsError              settings    process settings are invalid (issues)
+    ├── CliError                   cli         a command failed; exit non-zero
+    ├── StartupError               startup     a process of the stack did not start
+    ├── ControlError               control     a promotion or rollback is refused
+    ├── PathError                  bad_request the request target is refused
+    ├── ProxyError                 (per case)  a request the proxy answers itself
+    └── UpstreamError              upstream    forwarding to an upstream failed
+        ├── UpstreamUnavailable    connect     nothing usable came back
+        │   ├── ConnectFailed      connect     refused, unreachable: nothing sent
+        │   ├── UpstreamReset      reset       closed before the response headers
+        │   ├── BreakerOpen        breaker_open
+        │   ├── BulkheadFull       bulkhead_full
+        │   ├── UpstreamDown       unhealthy   its health check marked it down
+        │   └── ResolverUnavailable resolver   the identity resolver did not answer
+        ├── UpstreamTruncated      truncated   stopped in the middle of the body
+        └── UpstreamTimeout        timeout
+            ├── ConnectTimeout     timeout
+            ├── ReadTimeout        timeout
+            └── TotalTimeout       timeout
 
-Builtin exceptions are used everywhere else.
+Errors become HTTP responses in one place,
+:func:`strangler_proxy.proxy.responses.error_for_exception`. Builtin
+exceptions are used everywhere else. Classes that are also ``ValueError`` or
+``RuntimeError`` stay so, for callers that catch those.
 """
 
 from __future__ import annotations
 
+from typing import Any, Protocol
+
 __all__ = [
+    "BreakerOpen",
+    "BulkheadFull",
     "CliError",
+    "ConnectFailed",
+    "ConnectTimeout",
+    "ControlError",
+    "PathError",
+    "PatternError",
     "PlanError",
+    "ProxyError",
+    "ReadTimeout",
+    "ResolverUnavailable",
+    "SettingsError",
+    "StartupError",
     "StranglerError",
+    "TotalTimeout",
+    "UpstreamDown",
     "UpstreamError",
+    "UpstreamReset",
     "UpstreamTimeout",
+    "UpstreamTruncated",
     "UpstreamUnavailable",
 ]
 
@@ -27,25 +65,111 @@ __all__ = [
 class StranglerError(Exception):
     """Base class of every error strangler raises on purpose."""
 
+    kind: str = "error"
+
 
 class PlanError(StranglerError):
-    """A plan could not be loaded. ``issues`` lists each problem found."""
+    """A plan (or sync file) could not be loaded. ``issues`` lists each problem."""
+
+    kind = "plan"
 
     def __init__(self, message: str, issues: list[str] | None = None) -> None:
         super().__init__(message)
         self.issues: list[str] = issues if issues is not None else [message]
 
 
+class PatternError(StranglerError, ValueError):
+    """A ``match.path`` pattern is malformed."""
+
+    kind = "pattern"
+
+
+class SettingsError(StranglerError, ValueError):
+    """The settings are invalid; ``issues`` names each field and source."""
+
+    kind = "settings"
+
+    def __init__(self, issues: list[str]) -> None:
+        super().__init__("; ".join(issues))
+        self.issues = issues
+
+
 class CliError(StranglerError):
     """A command failed; the message is printed and the process exits non-zero."""
+
+    kind = "cli"
 
     def __init__(self, message: str, exit_code: int = 1) -> None:
         super().__init__(message)
         self.exit_code = exit_code
 
 
+class StartupError(StranglerError, RuntimeError):
+    """A process could not be prepared or did not become ready."""
+
+    kind = "startup"
+
+
+class _Verdict(Protocol):
+    """What :class:`ControlError` needs of the gate's ``GateDecision``."""
+
+    def as_dict(self) -> dict[str, Any]: ...
+
+
+class ControlError(StranglerError):
+    """A promotion or rollback that cannot be made; ``status`` for HTTP.
+
+    ``decision`` is the gate's verdict (a ``GateDecision``) when the gate
+    refused.
+    """
+
+    kind = "control"
+
+    def __init__(
+        self, message: str, status: int = 409, decision: _Verdict | None = None
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.decision = decision
+
+
+class ProxyError(StranglerError):
+    """A request the proxy answers itself.
+
+    ``code`` goes into the JSON body, ``kind`` into ``RequestRecord.error``.
+    ``close`` asks the server to close the connection afterwards: used when the
+    request body was not (fully) read, so the connection cannot be reused.
+    """
+
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        detail: str,
+        *,
+        kind: str,
+        close: bool = False,
+        headers: tuple[tuple[bytes, bytes], ...] = (),
+    ) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.code = code
+        self.detail = detail
+        self.kind = kind
+        self.close = close
+        self.headers = headers
+
+
+class PathError(StranglerError, ValueError):
+    """The request target is refused (answered with 400)."""
+
+    kind = "bad_request"
+
+
 class UpstreamError(StranglerError):
     """Forwarding a request to an upstream failed."""
+
+    kind = "upstream"
 
     def __init__(self, message: str, upstream: str = "") -> None:
         super().__init__(message)
@@ -55,6 +179,70 @@ class UpstreamError(StranglerError):
 class UpstreamUnavailable(UpstreamError):
     """The upstream could not be reached, or refused work (breaker, bulkhead)."""
 
+    kind = "connect"
+
+
+class ConnectFailed(UpstreamUnavailable):
+    """Connection refused, host unreachable, DNS failure: nothing was sent."""
+
+    kind = "connect"
+
+
+class UpstreamReset(UpstreamUnavailable):
+    """The connection was closed or reset before the response headers."""
+
+    kind = "reset"
+
+
+class BreakerOpen(UpstreamUnavailable):
+    """The upstream's circuit breaker is open: nothing was sent."""
+
+    kind = "breaker_open"
+
+
+class BulkheadFull(UpstreamUnavailable):
+    """The upstream's bulkhead is full: nothing was sent, so a fallback is safe."""
+
+    kind = "bulkhead_full"
+
+
+class UpstreamDown(UpstreamUnavailable):
+    """The upstream's active health check marked it unhealthy."""
+
+    kind = "unhealthy"
+
+
+class ResolverUnavailable(UpstreamUnavailable):
+    """The identity resolver did not give a usable answer (down, slow or 5xx)."""
+
+    kind = "resolver"
+
+
+class UpstreamTruncated(UpstreamError):
+    """The upstream stopped in the middle of the response body."""
+
+    kind = "truncated"
+
 
 class UpstreamTimeout(UpstreamError):
     """The upstream did not answer in time."""
+
+    kind = "timeout"
+
+
+class ConnectTimeout(UpstreamTimeout):
+    """The connection was not established in time: nothing was sent."""
+
+    kind = "timeout"
+
+
+class ReadTimeout(UpstreamTimeout):
+    """The upstream went silent for longer than the read timeout."""
+
+    kind = "timeout"
+
+
+class TotalTimeout(UpstreamTimeout):
+    """The route's total timeout passed before the response started."""
+
+    kind = "timeout"

@@ -8,7 +8,7 @@ aggregate (``catalog.product`` + id) and a per-aggregate ``sequence`` taken from
 :class:`.models.AggregateSequence` under a row lock, which makes the sequence
 strictly increasing in commit order.
 
-The relay (``strangler relay``, :mod:`strangler_proxy.relay`) reads the outbox
+The relay (``strangler relay``, :mod:`strangler_proxy.sync.relay`) reads the outbox
 through :mod:`.delivery` and keeps one :class:`.models.OutboxDelivery` row per
 event and subscriber: pending, delivered or parked.
 

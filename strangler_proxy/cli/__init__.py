@@ -1,8 +1,14 @@
-"""The ``strangler`` command line.
+"""The ``strangler`` command line: the top of the planes.
 
-Each command group lives in its own module and is registered here. Errors a user
-can act on are raised as :class:`CliError`, printed once to stderr, exit code 1;
-``--traceback`` re-raises them for debugging.
+Each command group lives in its own module and is registered here
+(:mod:`.commands`). Errors a user can act on are raised as :class:`CliError`,
+printed once to stderr, exit code 1; ``--traceback`` re-raises them for
+debugging. :mod:`.server` is the composition root of ``strangler proxy``: the
+one place that wires the data plane, the observers and the control plane
+together. :mod:`.docgen` regenerates the reference pages from the command tree
+and the plan models.
+
+May import anything in :mod:`strangler_proxy`; nothing imports it.
 """
 
 from __future__ import annotations
@@ -11,9 +17,9 @@ import sys
 
 import click
 
-from ..exceptions import CliError
+from strangler_proxy.exceptions import CliError
 
-__all__ = ["CliError", "cli", "main"]
+__all__ = ["CliError", "cli", "main", "register_commands"]
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -26,7 +32,8 @@ def cli(ctx: click.Context, traceback: bool) -> None:
     ctx.obj["traceback"] = traceback
 
 
-def _register() -> None:
+def register_commands() -> None:
+    """Add every command to :data:`cli` (``main`` does; so do the docs)."""
     # Imported here so that `strangler --help` stays fast and a broken optional
     # command cannot hide the others.
     from . import commands
@@ -36,7 +43,7 @@ def _register() -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    _register()
+    register_commands()
     show_traceback = "--traceback" in (argv if argv is not None else sys.argv[1:])
     try:
         cli.main(args=argv, prog_name="strangler", standalone_mode=False)

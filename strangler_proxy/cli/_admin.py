@@ -6,7 +6,7 @@ import getpass
 import os
 from pathlib import Path
 
-from ..exceptions import CliError
+from strangler_proxy.exceptions import CliError
 
 __all__ = ["TOKEN_FILE", "admin_token"]
 

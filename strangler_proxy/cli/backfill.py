@@ -14,12 +14,12 @@ from rich.progress import (
     TextColumn,
 )
 
-from .. import backfill as backfilling
-from .._django_outbox import setup_django
-from ..exceptions import CliError, PlanError
-from ..logs import configure_logging
-from ..outbox import is_busy
-from ..sync import load_sync
+from strangler_proxy.exceptions import CliError
+from strangler_proxy.observe.logs import configure_logging
+from strangler_proxy.sync import backfill as backfilling
+from strangler_proxy.sync.outbox import is_busy
+
+from ._sync import adapter_for, load
 
 __all__ = ["backfill"]
 
@@ -46,14 +46,12 @@ def backfill(service: str, sync_file: str, chunk: int, restart: bool) -> None:
     the monolith and a running relay (`strangler up --sync`); a chunk that
     finds the database busy is retried after a backoff.
     """
+    config = load(sync_file)
     try:
-        config = load_sync(sync_file)
         subscriber = config.subscriber(service)
-    except PlanError as exc:
-        raise CliError("\n".join(exc.issues)) from exc
     except KeyError as exc:
         raise CliError(str(exc.args[0])) from exc
-    setup_django()
+    adapter = adapter_for(config)
     # Warnings (a busy database) on stderr: stdout is the result.
     configure_logging("info", "json")
     with Progress(
@@ -76,7 +74,7 @@ def backfill(service: str, sync_file: str, chunk: int, restart: bool) -> None:
 
         try:
             done = backfilling.backfill(
-                service, subscriber, chunk=chunk, restart=restart, on_step=step
+                adapter, service, subscriber, chunk=chunk, restart=restart, on_step=step
             )
         except Exception as exc:
             if not is_busy(exc):

@@ -5,15 +5,15 @@ from __future__ import annotations
 import click
 import psycopg
 
-from .. import provision as provisioning
-from ..exceptions import CliError
+from strangler_proxy.devstack import provision as provisioning
+from strangler_proxy.exceptions import CliError
 
 __all__ = ["db"]
 
 
 @click.group("db")
 def db() -> None:
-    """Databases of the extracted services."""
+    """Databases of the services: one database and one role each."""
 
 
 @db.command("provision")

@@ -16,12 +16,11 @@ from typing import Any
 
 import click
 
-from ..exceptions import CliError
+from strangler_proxy.adapters.shop import DEFAULT_SETTINGS as SETTINGS_MODULE
+from strangler_proxy.adapters.shop import MONOLITH_APP
+from strangler_proxy.exceptions import CliError
 
 __all__ = ["commands", "demo", "monolith"]
-
-MONOLITH_APP = "legacy_monolith.asgi:application"
-SETTINGS_MODULE = "legacy_monolith.settings"
 
 
 def _prepare_database() -> None:

@@ -7,12 +7,14 @@ import signal
 
 import click
 
-from .. import ownership as owning
-from ..exceptions import CliError, PlanError
-from ..logs import configure_logging
-from ..reconcile import service_database_url
-from ..relay import Relay
-from ..sync import SyncConfig, load_sync
+from strangler_proxy.exceptions import CliError
+from strangler_proxy.observe.logs import configure_logging
+from strangler_proxy.sync import ownership as owning
+from strangler_proxy.sync.config import SyncConfig
+from strangler_proxy.sync.outbox import OutboxStore
+from strangler_proxy.sync.relay import Relay
+
+from ._sync import adapter_for, load
 
 __all__ = ["ownership"]
 
@@ -23,13 +25,6 @@ _SYNC = click.option(
     type=click.Path(dir_okay=False),
     help="Sync file with the ownership section.",
 )
-
-
-def _load(sync_file: str) -> SyncConfig:
-    try:
-        return load_sync(sync_file)
-    except PlanError as exc:
-        raise CliError("\n".join(exc.issues)) from exc
 
 
 @click.group("ownership")
@@ -46,7 +41,8 @@ def apply(sync_file: str) -> None:
     (409 not_owner) and accepts that service's events at /internal/events.
     """
     try:
-        owners = owning.apply_owners(_load(sync_file))
+        config = load(sync_file)
+        owners = owning.apply_owners(adapter_for(config), config)
     except LookupError as exc:
         raise CliError(str(exc.args[0])) from exc
     for aggregate_type, owner in owners.items():
@@ -65,15 +61,19 @@ def apply(sync_file: str) -> None:
 def relay(service: str, sync_file: str, database_url: str | None, once: bool) -> None:
     """Relay SERVICE's outbox to the monolith for the entities it owns."""
     try:
-        config = owning.reverse_config(_load(sync_file), service)
-        store = owning.ServiceOutbox(database_url or service_database_url(service))
+        declared = load(sync_file)
+        config = owning.reverse_config(declared, service)
+        adapter = adapter_for(declared)
+        store = adapter.service_outbox(
+            service, database_url or adapter.service_database_url(service)
+        )
     except (LookupError, OSError) as exc:
         raise CliError(str(exc)) from exc
     configure_logging("info", "json")  # on stderr; `up` renders it
     asyncio.run(_run(config, store, once))
 
 
-async def _run(config: SyncConfig, store: owning.ServiceOutbox, once: bool) -> None:
+async def _run(config: SyncConfig, store: OutboxStore, once: bool) -> None:
     async with Relay(config, store) as relay:
         if once:
             sent = await relay.drain()

@@ -9,10 +9,11 @@ from urllib.parse import quote, urlsplit
 import click
 import httpx
 
-from ..exceptions import CliError, PlanError
-from ..paths import PathError, normalise_target
-from ..plan import Plan, load_plan, plan_json_schema, version_hash
-from ..routing import Router, canary_bucket, sticky_key
+from strangler_proxy.exceptions import CliError, PathError, PlanError
+from strangler_proxy.plan import Plan, load_plan, plan_json_schema, version_hash
+from strangler_proxy.proxy.routing import Router, canary_bucket, sticky_key
+from strangler_proxy.proxy.target import normalise_target
+
 from ._admin import admin_token, operator
 
 __all__ = ["plan"]

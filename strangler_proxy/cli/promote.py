@@ -13,7 +13,8 @@ from typing import Any
 import click
 import httpx
 
-from ..exceptions import CliError
+from strangler_proxy.exceptions import CliError
+
 from ._admin import admin_token, operator
 
 __all__ = ["commands", "promote", "rollback", "status"]

@@ -1,6 +1,6 @@
 """``strangler proxy``: run the strangler proxy in front of the monolith.
 
-Every flag mirrors a field of :class:`~strangler_proxy.settings.ProxySettings`
+Every flag mirrors a field of :class:`~strangler_proxy.proxy.settings.ProxySettings`
 and its ``STRANGLER_*`` environment variable; a flag wins over the variable,
 which wins over the default. Flags default to ``None`` here so that
 "not given" can be told apart from "given the default value".
@@ -14,8 +14,8 @@ from typing import Any
 
 import click
 
-from ..exceptions import CliError
-from ..settings import ProxySettings, SettingsError
+from strangler_proxy.exceptions import CliError, SettingsError
+from strangler_proxy.proxy.settings import ProxySettings
 
 __all__ = ["proxy"]
 
@@ -118,8 +118,9 @@ def proxy(**flags: Any) -> None:
 
     SIGTERM or SIGINT: graceful shutdown. SIGHUP: reload the plan.
     """
-    from ..logs import configure_logging
-    from ..server import run
+    from strangler_proxy.observe.logs import configure_logging
+
+    from .server import run
 
     try:
         settings = ProxySettings.load(flags)

@@ -6,9 +6,10 @@ import json
 
 import click
 
-from .. import reconcile as reconciling
-from ..exceptions import CliError, PlanError
-from ..sync import load_sync
+from strangler_proxy.exceptions import CliError, PlanError
+from strangler_proxy.sync import reconcile as reconciling
+from strangler_proxy.sync.adapter import load_adapter
+from strangler_proxy.sync.config import load_sync
 
 __all__ = ["reconcile"]
 
@@ -60,13 +61,16 @@ def reconcile(
     differing fields, per entity. Exit status: 0 no drift, 1 drift, 2 error.
     """
     try:
-        subscriber = load_sync(sync_file).subscriber(service)
+        config = load_sync(sync_file)
+        subscriber = config.subscriber(service)
+        adapter = load_adapter(config.adapter)
     except PlanError as exc:
         raise CliError("\n".join(exc.issues), FAILED) from exc
-    except KeyError as exc:
+    except (KeyError, LookupError) as exc:
         raise CliError(str(exc.args[0]), FAILED) from exc
     try:
         report = reconciling.reconcile(
+            adapter,
             service,
             subscriber,
             database_url=database_url,

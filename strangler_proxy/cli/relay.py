@@ -10,21 +10,14 @@ from typing import Any
 
 import click
 
-from ..exceptions import CliError, PlanError
-from ..logs import configure_logging
-from ..plan import parse_duration
-from ..sync import SyncConfig, load_sync
+from strangler_proxy.exceptions import CliError
+from strangler_proxy.observe.logs import configure_logging
+from strangler_proxy.plan import parse_duration
+from strangler_proxy.sync.outbox import OutboxStore
+
+from ._sync import adapter_for, load
 
 __all__ = ["relay"]
-
-
-def _load(path: str | None) -> SyncConfig:
-    if path is None:
-        raise CliError("--sync FILE is required")
-    try:
-        return load_sync(path)
-    except PlanError as exc:
-        raise CliError("\n".join(exc.issues)) from exc
 
 
 def _duration(value: str | None) -> float | None:
@@ -59,13 +52,13 @@ def relay(
     Runs until Ctrl-C (or SIGTERM); with --once, exits after one pass and
     prints the delivery counters as JSON.
     """
+    ctx.obj = sync_file
     if ctx.invoked_subcommand is not None:
         return
-    from .._django_outbox import DjangoOutbox
-    from ..relay import Relay
+    from strangler_proxy.sync.relay import Relay
 
-    config = _load(sync_file)
-    store = DjangoOutbox()
+    config = load(sync_file)
+    store = adapter_for(config).outbox()
     # On stderr, in JSON (which `up` renders), not on the monolith's stdout:
     # with --once, stdout is the counters. httpx's per-request lines are off.
     configure_logging("info", "json")
@@ -93,14 +86,18 @@ def relay(
         raise CliError(f"subscribers unavailable, events left undelivered: {down}")
 
 
+def _outbox(sync_file: str | None) -> OutboxStore:
+    config = load(sync_file) if sync_file is not None else None
+    return adapter_for(config).outbox()
+
+
 @relay.command("parked")
 @click.option("--subscriber", help="Only this subscriber's parked events.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def parked(subscriber: str | None, as_json: bool) -> None:
+@click.pass_obj
+def parked(sync_file: str | None, subscriber: str | None, as_json: bool) -> None:
     """List parked events: rejected max_attempts times, blocking their aggregate."""
-    from .._django_outbox import DjangoOutbox
-
-    rows = DjangoOutbox().parked(subscriber)
+    rows = _outbox(sync_file).parked(subscriber)
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return
@@ -117,11 +114,10 @@ def parked(subscriber: str | None, as_json: bool) -> None:
 @relay.command("replay")
 @click.argument("event_id")
 @click.option("--subscriber", help="Only for this subscriber (default: all).")
-def replay(event_id: str, subscriber: str | None) -> None:
+@click.pass_obj
+def replay(sync_file: str | None, event_id: str, subscriber: str | None) -> None:
     """Send EVENT_ID again, with a fresh attempt count (parked or not)."""
-    from .._django_outbox import DjangoOutbox
-
-    count = DjangoOutbox().replay(event_id, subscriber)
+    count = _outbox(sync_file).replay(event_id, subscriber)
     if count == 0:
         raise CliError(f"no delivery of event {event_id} to replay")
     click.echo(f"queued {event_id} again for {count} subscriber(s)")

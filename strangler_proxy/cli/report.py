@@ -8,12 +8,12 @@ from typing import IO
 
 import click
 
-from ..exceptions import CliError
-from ..parity import open_store
-from ..reports import Report, build_report, parse_rate, parse_since
-from ..reports.html import render_html
-from ..reports.json import render_json
-from ..reports.table import render_table
+from strangler_proxy.exceptions import CliError
+from strangler_proxy.parity import open_store
+from strangler_proxy.reports import Report, build_report, parse_rate, parse_since
+from strangler_proxy.reports.html import render_html
+from strangler_proxy.reports.json import render_json
+from strangler_proxy.reports.table import render_table
 
 __all__ = ["report"]
 

@@ -13,8 +13,7 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
-from ..exceptions import CliError
-from ..traffic import (
+from strangler_proxy.devstack.traffic import (
     DEFAULT_MIX,
     Summary,
     TrafficRun,
@@ -22,6 +21,7 @@ from ..traffic import (
     parse_mix,
     plan_requests,
 )
+from strangler_proxy.exceptions import CliError
 
 __all__ = ["traffic", "parse_rate", "parse_duration"]
 

@@ -24,10 +24,10 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import click
 import orjson
 
-from ..exceptions import CliError, PlanError
+from strangler_proxy.exceptions import CliError, PlanError
 
 if TYPE_CHECKING:
-    from ..stack import Stack
+    from strangler_proxy.devstack.stack import Stack
 
 __all__ = ["up"]
 
@@ -163,7 +163,7 @@ def _alive(pid: int) -> bool:
     "--services/--no-services",
     default=True,
     show_default=True,
-    help="Run the extracted services (those whose code exists).",
+    help="Run the services (those whose code exists).",
 )
 @click.option(
     "--log-format",
@@ -195,11 +195,13 @@ def up(
     log_format: str,
     grace: float,
 ) -> None:
-    """Run the monolith, the extracted services and the proxy, until Ctrl-C."""
-    from ..plan import load_plan
-    from ..stack import StackConfig, build_stack
-    from ..supervisor import LogStream, StartupError, Supervisor
-    from ..sync import load_sync
+    """Run the monolith, the services and the proxy, until Ctrl-C."""
+    from strangler_proxy.adapters.shop import SHOP
+    from strangler_proxy.devstack.stack import StackConfig, build_stack
+    from strangler_proxy.devstack.supervisor import LogStream, Supervisor
+    from strangler_proxy.exceptions import StartupError
+    from strangler_proxy.plan import load_plan
+    from strangler_proxy.sync.config import load_sync
 
     if not plan.is_file():
         raise CliError(
@@ -209,6 +211,7 @@ def up(
     var_dir.mkdir(parents=True, exist_ok=True)
     config = StackConfig(
         plan=plan.resolve(),
+        app=SHOP,
         host=host,
         port=port,
         admin_port=admin_port,

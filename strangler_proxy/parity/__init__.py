@@ -13,6 +13,9 @@ How the pieces fit::
         -> queue -> writer thread -> SQLite (default) or PostgreSQL
 
 Nothing here does I/O on the caller's thread except the store's queries.
+The lowest plane with :mod:`strangler_proxy.plan`: imports nothing else of
+the toolkit (the plan embeds :class:`ParityConfig`; the data plane compares,
+the reports and the gate read the store).
 """
 
 from __future__ import annotations

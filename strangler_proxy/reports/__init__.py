@@ -4,6 +4,9 @@
 functions (the gate calls :func:`route_report` for its evidence); the
 renderers turn reports into a terminal table (:mod:`.table`), JSON for CI
 (:mod:`.json`) or a self-contained HTML page (:mod:`.html`).
+
+May import :mod:`strangler_proxy.parity` only; the CLI and the dashboard
+(:mod:`strangler_proxy.control.dashboard`) use it.
 """
 
 from __future__ import annotations

@@ -14,7 +14,8 @@ from urllib.parse import quote
 
 import orjson
 
-from ..parity.paths import Segment, format_path
+from strangler_proxy.parity.paths import Segment, format_path
+
 from ._format import percent, when
 from .model import Report, RouteReport
 

@@ -8,7 +8,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import timedelta
 from typing import Any
 
-from ..parity.store import FieldGroup, ParityStore, Since
+from strangler_proxy.parity.store import FieldGroup, ParityStore, Since
 
 __all__ = [
     "FieldPathCount",

@@ -16,15 +16,15 @@ from dataclasses import dataclass, field
 import h11
 import pytest
 
-from strangler_proxy._aiohttp_transport import AiohttpTransport
-from strangler_proxy._h1_transport import H1Transport
-from strangler_proxy.transport import (
+from strangler_proxy.exceptions import (
     ConnectFailed,
     ReadTimeout,
-    Transport,
     UpstreamReset,
     UpstreamTruncated,
 )
+from strangler_proxy.transport.base import Transport
+from strangler_proxy.transport.default import AiohttpTransport
+from strangler_proxy.transport.h1 import H1Transport
 
 pytestmark = pytest.mark.anyio
 

@@ -12,8 +12,8 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from strangler_proxy.exceptions import PlanError
-from strangler_proxy.identity import Caller, IdentityGate
 from strangler_proxy.plan import Plan
+from strangler_proxy.proxy.identity import Caller, IdentityGate
 
 pytestmark = pytest.mark.anyio
 

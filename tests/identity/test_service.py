@@ -18,8 +18,8 @@ with warnings.catch_warnings():
 from extracted.catalog.app import create_app
 from extracted.chassis import ServiceSettings
 from extracted.chassis.identity import Identity, mint_service_token
-from strangler_proxy.identity import Caller, TokenSigner
 from strangler_proxy.plan import IdentityConfig
+from strangler_proxy.proxy.identity import Caller, TokenSigner
 
 
 @pytest.fixture

@@ -11,7 +11,8 @@ import pytest
 from extracted.chassis.identity import Identity, TokenVerifier
 from strangler_proxy.parity import open_store
 from tests.identity.conftest import StandInMonolith
-from tests.proxy.test_shadow import proxy, shadow_plan, wait_until
+from tests.proxy.test_shadow import proxy, shadow_plan
+from tests.support.polling import eventually
 from tests.support.upstreams import ThreadedServer
 
 pytestmark = pytest.mark.anyio
@@ -59,7 +60,7 @@ async def test_mirror_carries_the_callers_token(
         headers = {"authorization": credential} if credential else {}
         async with proxy(plan, store) as (client, _):
             await client.get("/api/products/", headers=headers)
-            await wait_until(lambda: len(service.seen) == 1)
+            await eventually(lambda: len(service.seen) == 1)
         seen = service.seen[0]
         assert seen["x-strangler-shadow"] == "1"
         token = seen.get("x-strangler-identity")

@@ -20,8 +20,13 @@ from extracted.chassis.identity import (
     TokenVerifier,
     mint_service_token,
 )
-from strangler_proxy.identity import Caller, TokenSigner, key_id, load_or_create_key
 from strangler_proxy.plan import IdentityConfig
+from strangler_proxy.proxy.identity import (
+    Caller,
+    TokenSigner,
+    key_id,
+    load_or_create_key,
+)
 
 
 def signer(keys: Path, issuer: str = "strangler-proxy") -> TokenSigner:

@@ -8,7 +8,7 @@ import pytest
 import uvicorn
 from click.testing import CliRunner
 
-from strangler_proxy.cli import _register, cli
+from strangler_proxy.cli import cli, register_commands
 
 
 @pytest.fixture
@@ -25,7 +25,7 @@ def served(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
 
 
 def invoke(*args: str) -> Any:
-    _register()
+    register_commands()
     return CliRunner().invoke(cli, list(args), catch_exceptions=False)
 
 

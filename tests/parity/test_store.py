@@ -19,11 +19,7 @@ from strangler_proxy.parity import (
     ResponseSnapshot,
     open_store,
 )
-from strangler_proxy.parity._backends import (
-    PostgresBackend,
-    SQLiteBackend,
-    backend_for,
-)
+from strangler_proxy.parity._backends import PostgresBackend, SQLiteBackend, backend_for
 
 JSON = {"content-type": "application/json"}
 

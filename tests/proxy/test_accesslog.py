@@ -14,9 +14,8 @@ import httpx
 import orjson
 import pytest
 
-from strangler_proxy.accesslog import AccessLog, QueryCapture, access_entry
-from strangler_proxy.app import create_app
-from strangler_proxy.logs import (
+from strangler_proxy.observe.accesslog import AccessLog, QueryCapture, access_entry
+from strangler_proxy.observe.logs import (
     REDACTED,
     JsonFormatter,
     configure_logging,
@@ -25,7 +24,8 @@ from strangler_proxy.logs import (
     redact_query,
     request_id_var,
 )
-from strangler_proxy.records import RequestRecord
+from strangler_proxy.proxy.app import create_app
+from strangler_proxy.proxy.records import RequestRecord
 from tests.support.proxy import build_plan
 from tests.support.upstreams import ThreadedServer
 

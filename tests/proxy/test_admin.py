@@ -9,11 +9,13 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from strangler_proxy.admin import AdminApp, ProbeMiddleware
-from strangler_proxy.metrics import ProxyMetrics
+from strangler_proxy.control.admin import AdminApp, ProbeMiddleware
+from strangler_proxy.control.controller import Controller
+from strangler_proxy.control.reload import PlanReloader
+from strangler_proxy.control.store import ControlStore
+from strangler_proxy.observe.metrics import ProxyMetrics
 from strangler_proxy.plan import load_plan
-from strangler_proxy.reload import PlanReloader
-from strangler_proxy.runtime import Runtime, RuntimeHolder
+from strangler_proxy.proxy.runtime import Runtime, RuntimeHolder
 
 TOKEN = "test-admin-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -41,7 +43,7 @@ routes:
 """
 
 # The same plan with the products route back in shadow (a move away from the
-# service: no gate to pass; tests/gate/test_reload_gate.py has the other way).
+# service: no gate to pass; tests/control/test_reload_gate.py has the other way).
 SHADOW = PLAN.replace("mode: canary", "mode: shadow")
 
 INVALID = PLAN.replace("service: catalog", "service: catalgo")
@@ -57,14 +59,20 @@ class Admin:
         self.plan_file = plan_file
         runtime = Runtime.from_plan(load_plan(plan_file), source=str(plan_file))
         self.holder = RuntimeHolder(runtime)
-        self.reloader = PlanReloader(self.holder, plan_file)
         self.metrics = ProxyMetrics()
+        self.control = Controller(
+            self.holder,
+            ControlStore(plan_file.parent / "control.sqlite3"),
+            self.metrics.sides,
+        )
+        self.reloader = PlanReloader(self.holder, plan_file, controller=self.control)
         self.metrics.add_runtime(lambda: self.holder.current, self.reloader.history)
         self.app = AdminApp(
             holder=self.holder,
             reloader=self.reloader,
             metrics=self.metrics,
             token=TOKEN,
+            control=self.control,
             metrics_auth=metrics_auth,
         )
         self.client = httpx.AsyncClient(
@@ -360,4 +368,5 @@ def test_admin_refuses_an_empty_token(plan_file: Path) -> None:
             reloader=admin.reloader,
             metrics=admin.metrics,
             token="",
+            control=admin.control,
         )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from strangler_proxy.plan import CircuitBreakerConfig
-from strangler_proxy.resilience import CircuitBreaker
+from strangler_proxy.proxy.resilience import CircuitBreaker
 
 
 class FakeClock:

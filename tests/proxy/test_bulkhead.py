@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from strangler_proxy.resilience import Bulkhead
+from strangler_proxy.proxy.resilience import Bulkhead
 
 
 def test_refuses_beyond_the_limit_and_counts() -> None:

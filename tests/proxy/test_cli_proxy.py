@@ -13,8 +13,8 @@ import pytest
 
 from strangler_proxy.cli import main
 from strangler_proxy.cli.proxy import proxy
-from strangler_proxy.server import write_admin_token
-from strangler_proxy.settings import ProxySettings
+from strangler_proxy.cli.server import write_admin_token
+from strangler_proxy.proxy.settings import ProxySettings
 from tests.support.processes import PYTHON, ROOT, ServerProcess, free_port
 
 MAIN = "import sys; from strangler_proxy.cli import main; sys.exit(main())"

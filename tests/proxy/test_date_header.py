@@ -16,8 +16,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from strangler_proxy import errors
 from strangler_proxy.plan import Plan
+from strangler_proxy.proxy import responses as errors
 from tests.support.processes import PYTHON, ServerProcess, free_port
 from tests.support.proxy import asgi_call, build_plan, dump_plan, open_app
 from tests.support.upstreams import ThreadedServer, echo_app
@@ -26,7 +26,7 @@ TOKEN = "date-test-token"
 UPSTREAM_DATE = "Sun, 06 Nov 1994 08:49:37 GMT"
 TRANSPORTS = {
     "aiohttp": "aiohttp",
-    "h1": "strangler_proxy._h1_transport:H1Transport",
+    "h1": "strangler_proxy.transport.h1:H1Transport",
 }
 
 

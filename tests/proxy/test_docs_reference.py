@@ -1,7 +1,7 @@
 """The generated reference docs match the code, and their examples are true.
 
 If a test here fails after you changed a plan model or a command, regenerate
-the docs with ``python -m strangler_proxy._docs`` and commit the result.
+the docs with ``python -m strangler_proxy.cli.docgen`` and commit the result.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from pydantic import BaseModel
 
-from strangler_proxy._docs import (
+from strangler_proxy.cli.docgen import (
     BEGIN,
     END,
     REFERENCE_DOCS,
@@ -20,12 +20,12 @@ from strangler_proxy._docs import (
     render_plan_reference,
     replace_generated,
 )
-from strangler_proxy._patterns import compile_pattern
 from strangler_proxy.plan import Plan, load_plan, parse_plan
+from strangler_proxy.plan.patterns import compile_pattern
 
 ROOT = Path(__file__).resolve().parents[2]
 PLAN_DOC = ROOT / "docs" / "reference" / "plan.md"
-REGENERATE = "run `python -m strangler_proxy._docs` and commit the result"
+REGENERATE = "run `python -m strangler_proxy.cli.docgen` and commit the result"
 
 
 @pytest.mark.parametrize("relative", sorted(REFERENCE_DOCS))

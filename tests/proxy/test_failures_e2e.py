@@ -21,10 +21,11 @@ import httpx
 import pytest
 import uvicorn
 
-from strangler_proxy.app import ProxyApp, create_app
 from strangler_proxy.plan import Plan
-from strangler_proxy.records import RequestRecord
-from strangler_proxy.runtime import Runtime, UpstreamRuntime
+from strangler_proxy.proxy.app import ProxyApp, create_app
+from strangler_proxy.proxy.records import RequestRecord
+from strangler_proxy.proxy.runtime import Runtime
+from strangler_proxy.proxy.upstreams import UpstreamRuntime
 from tests.support.faulty import (
     Close,
     FaultyServer,
@@ -38,6 +39,7 @@ from tests.support.faulty import (
     TruncatedChunked,
     refused_url,
 )
+from tests.support.polling import eventually
 from tests.support.processes import free_port
 from tests.support.proxy import build_plan, proxy_server
 
@@ -66,17 +68,8 @@ class Proxy:
     async def record(self, index: int = -1, count: int | None = None) -> RequestRecord:
         """A request's record; waits until ``count`` (default: any) exist."""
         wanted = count if count is not None else (index + 1 if index >= 0 else 1)
-        await until(lambda: len(self.records) >= wanted)
+        await eventually(lambda: len(self.records) >= wanted)
         return self.records[index]
-
-
-async def until(condition: Callable[[], bool], timeout: float = 10.0) -> None:
-    """Wait for ``condition`` by polling, failing after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout}s")
-        await asyncio.sleep(0.01)  # polling a condition with a deadline
 
 
 @contextlib.asynccontextmanager
@@ -97,7 +90,7 @@ async def served(**plan: Any) -> AsyncIterator[tuple[Proxy, httpx.AsyncClient]]:
     )
     server = _Server(config)
     task = asyncio.create_task(server.serve())
-    await until(lambda: server.started or task.done())
+    await eventually(lambda: server.started or task.done())
     if task.done():
         task.result()
         raise RuntimeError("the proxy did not start")
@@ -430,7 +423,7 @@ async def test_breaker_opens_refuses_without_contact_then_probe_closes_it(
         assert svc.hits("/x") == 3  # the upstream was not contacted
         assert (await proxy.record(count=4)).error == "breaker_open"
 
-        await until(lambda: breaker.state == "half_open")
+        await eventually(lambda: breaker.state == "half_open")
         svc.set("/x", Respond(200, b"back"))
         probe = await client.get("/x")
         assert (probe.status_code, probe.content) == (200, b"back")
@@ -446,7 +439,7 @@ async def test_breaker_probe_failure_reopens_it(svc: FaultyServer) -> None:
         assert (await client.get("/x")).status_code == 502
         breaker = proxy.upstream("svc").breaker
         assert breaker is not None
-        await until(lambda: breaker.state == "half_open")
+        await eventually(lambda: breaker.state == "half_open")
         assert (await client.get("/x")).status_code == 502  # the probe fails
         assert breaker.state == "open"
         assert breaker.opened_total == 2
@@ -465,7 +458,7 @@ async def test_half_open_lets_one_probe_through_at_a_time(svc: FaultyServer) -> 
         assert (await client.get("/x")).status_code == 502
         breaker = proxy.upstream("svc").breaker
         assert breaker is not None
-        await until(lambda: breaker.state == "half_open")
+        await eventually(lambda: breaker.state == "half_open")
         svc.set("/x", Hang())
         probe = asyncio.create_task(client.get("/x"))
         await svc.await_for(lambda s: s.hung == 1)
@@ -652,14 +645,14 @@ async def test_unhealthy_service_is_skipped_for_legacy(
     async with served(**plan) as (proxy, client):
         checker = proxy.upstream("svc").health
         assert checker is not None
-        await until(lambda: not checker.healthy)
+        await eventually(lambda: not checker.healthy)
         response = await client.get("/api/products")
         assert (response.status_code, response.content) == (200, b"legacy")
         assert svc.hits("/api/products") == 0  # not even tried
         assert (await proxy.record()).fallback
 
         svc.set("/health", Respond(200))
-        await until(lambda: checker.healthy)
+        await eventually(lambda: checker.healthy)
         response = await client.get("/api/products")
         assert (response.status_code, response.content) == (200, b"service")
 
@@ -677,7 +670,7 @@ async def test_unhealthy_upstream_without_fallback_is_still_tried(
     async with served(**one_upstream(svc.url, health=health)) as (proxy, client):
         checker = proxy.upstream("svc").health
         assert checker is not None
-        await until(lambda: not checker.healthy)
+        await eventually(lambda: not checker.healthy)
         response = await client.get("/x")
         assert (response.status_code, response.content) == (200, b"still here")
         assert svc.hits("/x") == 1
@@ -723,7 +716,7 @@ async def test_client_disconnect_cancels_the_upstream_request(
         writer.close()
         await writer.wait_closed()
         await svc.await_for(lambda s: s.hangs_closed == 1, timeout=5)
-        await until(lambda: proxy.upstream("svc").bulkhead.in_flight == 0)
+        await eventually(lambda: proxy.upstream("svc").bulkhead.in_flight == 0)
         assert (await proxy.record()).error == "client_disconnect"
         # The client's leaving says nothing about the upstream's health.
         breaker = proxy.upstream("svc").breaker

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from strangler_proxy.records import RequestRecord
+from strangler_proxy.proxy.records import RequestRecord
 from tests.support.faulty import FaultyServer, Respond
 from tests.support.processes import free_port
 from tests.support.proxy import asgi_call, build_plan, open_app, open_proxy

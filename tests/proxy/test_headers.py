@@ -6,8 +6,8 @@ from urllib.parse import quote
 
 import pytest
 
-from strangler_proxy.headers import HeaderPolicy, parse_request_headers
 from strangler_proxy.plan import ProxyConfig
+from strangler_proxy.proxy.headers import HeaderPolicy, parse_request_headers
 from tests.support.proxy import RawResponse, asgi_call, build_plan, open_app
 from tests.support.upstreams import ThreadedServer
 

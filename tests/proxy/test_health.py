@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from strangler_proxy.health import HealthChecker
 from strangler_proxy.plan import HealthCheckConfig
+from strangler_proxy.proxy.health import HealthChecker
 from tests.support.faulty import FaultyServer, Hang, Respond, refused_url
 
 pytestmark = pytest.mark.anyio

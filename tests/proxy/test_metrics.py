@@ -8,9 +8,9 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from strangler_proxy.app import create_app
-from strangler_proxy.metrics import ProxyMetrics
-from strangler_proxy.records import RequestRecord
+from strangler_proxy.observe.metrics import ProxyMetrics
+from strangler_proxy.proxy.app import create_app
+from strangler_proxy.proxy.records import RequestRecord
 from tests.support.processes import free_port
 from tests.support.proxy import build_plan
 from tests.support.upstreams import ThreadedServer

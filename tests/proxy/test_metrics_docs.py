@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from strangler_proxy.metrics import ProxyMetrics
+from strangler_proxy.control.reload import ReloadEvent, ReloadHistory
+from strangler_proxy.observe.metrics import ProxyMetrics
 from strangler_proxy.parity import ParityStore, open_store
-from strangler_proxy.reload import ReloadEvent, ReloadHistory
-from strangler_proxy.runtime import Runtime
+from strangler_proxy.proxy.runtime import Runtime
 from tests.proxy.test_metrics import make_record
 from tests.support.processes import ROOT
 from tests.support.proxy import build_plan

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from strangler_proxy.paths import PathError, normalise_target
-from strangler_proxy.records import RequestRecord
+from strangler_proxy.exceptions import PathError
+from strangler_proxy.proxy.records import RequestRecord
+from strangler_proxy.proxy.target import normalise_target
 from tests.support.proxy import asgi_call, build_plan, open_app
 from tests.support.upstreams import ThreadedServer
 

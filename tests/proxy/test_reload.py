@@ -8,8 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable
 from pathlib import Path
 from typing import Any
 
@@ -18,10 +17,11 @@ import orjson
 import pytest
 import uvicorn
 
-from strangler_proxy.app import create_app
+from strangler_proxy.control.reload import PlanReloader, ReloadHistory
 from strangler_proxy.plan import load_plan
-from strangler_proxy.reload import PlanReloader, ReloadHistory
-from strangler_proxy.runtime import Runtime, RuntimeHolder
+from strangler_proxy.proxy.app import create_app
+from strangler_proxy.proxy.runtime import Runtime, RuntimeHolder
+from tests.support.polling import eventually
 from tests.support.processes import free_port
 
 
@@ -55,13 +55,6 @@ class Upstream:
             }
         )
         await send({"type": "http.response.body", "body": data})
-
-
-async def eventually(condition: Callable[[], bool], timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        await asyncio.sleep(0.01)
 
 
 @pytest.fixture
@@ -253,7 +246,7 @@ async def test_concurrent_reloads_are_serialised(
 
 
 def test_history_keeps_the_last_events_and_totals() -> None:
-    from strangler_proxy.reload import ReloadEvent
+    from strangler_proxy.control.reload import ReloadEvent
 
     history = ReloadHistory(maxlen=3)
     for i in range(5):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from strangler_proxy.plan import RetryBudgetConfig
-from strangler_proxy.resilience import RetryBudget, backoff_delay
+from strangler_proxy.proxy.resilience import RetryBudget, backoff_delay
 
 
 def test_min_concurrent_retries_always_allowed() -> None:

@@ -6,9 +6,10 @@ from typing import Any
 
 import pytest
 
-from strangler_proxy._patterns import PatternError, compile_pattern
+from strangler_proxy.exceptions import PatternError
 from strangler_proxy.plan import Plan
-from strangler_proxy.routing import Router, canary_bucket, sticky_key
+from strangler_proxy.plan.patterns import compile_pattern
+from strangler_proxy.proxy.routing import Router, canary_bucket, sticky_key
 
 UPSTREAMS = {
     "monolith": {"url": "http://127.0.0.1:8000"},

@@ -7,11 +7,12 @@ from typing import Any
 
 import pytest
 
-from strangler_proxy.app import create_app
 from strangler_proxy.exceptions import PlanError
 from strangler_proxy.plan import Timeouts
-from strangler_proxy.records import RequestRecord
-from strangler_proxy.runtime import Runtime, RuntimeHolder, resolve_timeouts
+from strangler_proxy.proxy.app import create_app
+from strangler_proxy.proxy.records import RequestRecord
+from strangler_proxy.proxy.runtime import Runtime, RuntimeHolder
+from strangler_proxy.proxy.upstreams import resolve_timeouts
 from tests.support.proxy import asgi_call, build_plan, open_app
 from tests.support.upstreams import Scripted, ThreadedServer
 

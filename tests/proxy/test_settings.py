@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from strangler_proxy.settings import ProxySettings, SettingsError, is_loopback
+from strangler_proxy.exceptions import SettingsError
+from strangler_proxy.proxy.settings import ProxySettings, is_loopback
 
 
 def test_defaults_listen_on_loopback() -> None:

@@ -16,13 +16,14 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from strangler_proxy.app import ProxyApp
 from strangler_proxy.exceptions import PlanError
-from strangler_proxy.metrics import ProxyMetrics
+from strangler_proxy.observe.metrics import ProxyMetrics
 from strangler_proxy.parity import ParityStore, open_store
 from strangler_proxy.plan import Plan
-from strangler_proxy.runtime import Runtime, RuntimeHolder
-from strangler_proxy.shadow import ShadowDispatcher, ShadowOptions
+from strangler_proxy.proxy.app import ProxyApp
+from strangler_proxy.proxy.runtime import Runtime, RuntimeHolder
+from strangler_proxy.proxy.shadow import ShadowDispatcher, ShadowOptions
+from tests.support.polling import eventually
 from tests.support.processes import free_port
 from tests.support.proxy import build_plan
 from tests.support.upstreams import ThreadedServer
@@ -168,13 +169,6 @@ async def proxy(
         await app.shutdown()
 
 
-async def wait_until(condition: Callable[[], bool], timeout: float = 10.0) -> None:
-    """Wait for ``condition`` with a deadline (polled: it is state, not an event)."""
-    async with asyncio.timeout(timeout):
-        while not condition():
-            await asyncio.sleep(0.005)
-
-
 def counts(dispatcher: ShadowDispatcher) -> dict[str, int]:
     routes: dict[str, dict[str, int]] = dispatcher.stats()["routes"]
     return routes.get("products", {})
@@ -231,7 +225,7 @@ async def test_shadow_failures_never_reach_the_primary(
             assert dispatcher.stats()["in_flight"] == 1
             assert counts(dispatcher) == {"sent": 1}
             service_app.released.set()
-        await wait_until(lambda: settled(dispatcher) and "sent" in counts(dispatcher))
+        await eventually(lambda: settled(dispatcher) and "sent" in counts(dispatcher))
     outcome = {
         "refused": "error:connect",
         "hanging": "error:timeout",
@@ -271,7 +265,7 @@ async def test_results_reach_the_store_with_the_differing_field(
     async with proxy(plan, store) as (client, dispatcher):
         for _ in range(3):
             assert (await client.get("/api/products/7")).status_code == 200
-        await wait_until(lambda: counts(dispatcher).get("mismatched") == 3)
+        await eventually(lambda: counts(dispatcher).get("mismatched") == 3)
     assert store.flush(10)
     (summary,) = store.route_summaries()
     assert (summary.route, summary.mismatched, summary.matched) == ("products", 3, 0)
@@ -287,7 +281,7 @@ async def test_identical_answers_are_counted_as_matched(
     plan = shadow_plan(legacy[1].url, service[1].url)
     async with proxy(plan, store) as (client, dispatcher):
         assert (await client.get("/api/products/7?x=1")).status_code == 200
-        await wait_until(lambda: counts(dispatcher).get("matched") == 1)
+        await eventually(lambda: counts(dispatcher).get("matched") == 1)
     assert service[0].seen[0].path == "/api/products/7"
     assert service[0].seen[0].query == "x=1"
     assert store.flush(10)
@@ -308,7 +302,7 @@ async def test_shadow_request_carries_identity_request_id_and_marker(
     async with proxy(plan, store) as (client, dispatcher):
         response = await client.get("/api/products/7", headers=identity)
         assert response.headers["x-request-id"] == "req-42"
-        await wait_until(lambda: bool(service[0].seen) and settled(dispatcher))
+        await eventually(lambda: bool(service[0].seen) and settled(dispatcher))
     primary = legacy[0].seen[0].headers
     mirror = service[0].seen[0].headers
     for name, value in identity.items():
@@ -327,7 +321,7 @@ async def test_generated_request_id_is_the_same_on_both_sides(
     plan = shadow_plan(legacy[1].url, service[1].url)
     async with proxy(plan, store) as (client, dispatcher):
         response = await client.get("/api/products/7")
-        await wait_until(lambda: bool(service[0].seen) and settled(dispatcher))
+        await eventually(lambda: bool(service[0].seen) and settled(dispatcher))
     request_id = response.headers["x-request-id"]
     assert legacy[0].seen[0].headers["x-request-id"] == request_id
     assert service[0].seen[0].headers["x-request-id"] == request_id
@@ -360,7 +354,7 @@ async def test_dry_run_writes_are_shadowed_with_the_marker(
     async with proxy(plan, store) as (client, dispatcher):
         response = await client.post("/api/products/7", content=body)
         assert response.status_code == 200
-        await wait_until(lambda: counts(dispatcher).get("matched") == 1)
+        await eventually(lambda: counts(dispatcher).get("matched") == 1)
     (mirror,) = service[0].seen
     assert mirror.method == "POST"
     assert mirror.body == body
@@ -385,9 +379,9 @@ async def test_clients_cannot_set_strangler_headers(
     path = "/api/products/7" if shadowed else "/elsewhere"
     async with proxy(plan, store) as (client, dispatcher):
         assert (await client.get(path, headers=forged)).status_code == 200
-        await wait_until(lambda: settled(dispatcher))
+        await eventually(lambda: settled(dispatcher))
         if shadowed:
-            await wait_until(lambda: bool(service[0].seen))
+            await eventually(lambda: bool(service[0].seen))
     primary = legacy[0].seen[0].headers
     assert not [name for name in primary if name.startswith("x-strangler-")]
     if shadowed:
@@ -427,8 +421,8 @@ async def test_sampling_uses_the_route_share(
     async with proxy(plan, store, rng=lambda: next(draws)) as (client, dispatcher):
         for _ in range(5):
             assert (await client.get("/api/products/7")).status_code == 200
-        await wait_until(lambda: counts(dispatcher).get("matched") == 2)
-        await wait_until(lambda: settled(dispatcher))
+        await eventually(lambda: counts(dispatcher).get("matched") == 2)
+        await eventually(lambda: settled(dispatcher))
     assert counts(dispatcher) == {"sampled_out": 3, "sent": 2, "matched": 2}
     assert len(service[0].seen) == 2
     assert len(legacy[0].seen) == 5
@@ -452,7 +446,7 @@ async def test_full_queue_drops_and_counts(
         assert dispatcher.stats()["queued"] == 1
         assert counts(dispatcher)["dropped"] == 2
         service_app.released.set()
-        await wait_until(lambda: counts(dispatcher).get("matched") == 2)
+        await eventually(lambda: counts(dispatcher).get("matched") == 2)
     assert len(service_app.seen) == 2
     assert store.flush(10)
     (summary,) = store.route_summaries()
@@ -510,7 +504,7 @@ async def test_large_service_response_is_skipped_as_body_too_large(
     plan = shadow_plan(legacy[1].url, service[1].url, shadow={"max_body": "1KiB"})
     async with proxy(plan, store) as (client, dispatcher):
         await client.get("/api/products/7")
-        await wait_until(lambda: "skipped:body_too_large" in counts(dispatcher))
+        await eventually(lambda: "skipped:body_too_large" in counts(dispatcher))
     assert counts(dispatcher) == {"sent": 1, "skipped:body_too_large": 1}
 
 
@@ -525,7 +519,7 @@ async def test_noise_baseline_calls_the_legacy_twice(
     plan = shadow_plan(legacy[1].url, service[1].url, parity={"noise": {"sample": 1.0}})
     async with proxy(plan, store) as (client, dispatcher):
         await client.get("/api/products/7")
-        await wait_until(lambda: counts(dispatcher).get("mismatched") == 1)
+        await eventually(lambda: counts(dispatcher).get("mismatched") == 1)
     assert counts(dispatcher)["noise_calls"] == 1
     assert len(legacy[0].seen) == 2
     assert legacy[0].seen[1].headers["x-strangler-shadow"] == "1"
@@ -551,8 +545,8 @@ async def test_canary_legacy_side_is_shadowed_with_a_shadow_block(
     )
     async with proxy(plan, store) as (client, dispatcher):
         assert (await client.get("/api/products/7")).status_code == 200
-        await wait_until(lambda: settled(dispatcher))
-        await wait_until(lambda: len(service[0].seen) == 1)
+        await eventually(lambda: settled(dispatcher))
+        await eventually(lambda: len(service[0].seen) == 1)
     assert counts(dispatcher).get("matched", 0) == mirrored
     assert len(legacy[0].seen) == mirrored
 
@@ -616,7 +610,7 @@ async def test_shadow_counters_are_exposed_as_metrics(
             dispatcher = runtime.shadow
             # The counter moves inside the job; the job leaves the in-flight
             # set a loop turn later, in its done-callback.
-            await wait_until(
+            await eventually(
                 lambda: (
                     counts(dispatcher).get("mismatched") == 1
                     and dispatcher.stats()["in_flight"] == 0

@@ -23,8 +23,8 @@ from tests.proxy.test_shutdown_e2e import (
     plan_text,
     start_upstream,
     upstream_port,
-    wait_for,
 )
+from tests.support.polling import wait_until
 from tests.support.processes import ServerProcess
 
 pytestmark = pytest.mark.e2e
@@ -56,7 +56,7 @@ def test_requests_cut_by_the_shutdown_timeout_get_a_json_503(
                 content=b"{}" if method == "POST" else None,
                 timeout=30,
             )
-            wait_for(lambda: httpx.get(f"{base}/held").json()["held"] == 1)
+            wait_until(lambda: httpx.get(f"{base}/held").json()["held"] == 1)
             proxy.signal(signal.SIGTERM)
             response = stuck.result(timeout=15)
             assert proxy.wait(timeout=15) == 0, proxy.output()

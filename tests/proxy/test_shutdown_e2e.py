@@ -11,8 +11,7 @@ import concurrent.futures
 import os
 import signal
 import socket
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +19,7 @@ import httpx
 import orjson
 import pytest
 
+from tests.support.polling import wait_until
 from tests.support.processes import PYTHON, ServerProcess, free_port
 
 pytestmark = pytest.mark.e2e
@@ -132,15 +132,6 @@ class Proxy(ServerProcess):
         return result
 
 
-def wait_for(condition: Callable[[], bool], timeout: float = 15.0) -> None:
-    """Poll ``condition`` until true; fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail(f"condition not met within {timeout}s")
-        time.sleep(0.02)
-
-
 def refuses_connections(port: int) -> bool:
     try:
         with socket.create_connection(("127.0.0.1", port), timeout=1):
@@ -180,11 +171,11 @@ def test_stop_signal_drains_in_flight_requests_and_exits_zero(
     base = upstream.ready_url.rsplit("/", 1)[0]
     with Proxy(plan) as proxy, concurrent.futures.ThreadPoolExecutor(1) as pool:
         in_flight = pool.submit(httpx.get, f"{proxy.url}/hold", timeout=30)
-        wait_for(lambda: httpx.get(f"{base}/held").json()["held"] == 1)
+        wait_until(lambda: httpx.get(f"{base}/held").json()["held"] == 1)
 
         for signum in signals:
             proxy.signal(signum)
-        wait_for(lambda: refuses_connections(proxy.port))
+        wait_until(lambda: refuses_connections(proxy.port))
         assert proxy.proc is not None and proxy.proc.poll() is None  # still draining
 
         httpx.get(f"{base}/release")
@@ -193,7 +184,7 @@ def test_stop_signal_drains_in_flight_requests_and_exits_zero(
         assert response.json() == {"upstream": "a", "path": "/hold"}
 
         assert proxy.wait(timeout=15) == 0, proxy.output()
-        wait_for(lambda: group_is_gone(proxy.pid))
+        wait_until(lambda: group_is_gone(proxy.pid))
         assert refuses_connections(proxy.admin_port)
         log = proxy.output()
         assert TOKEN not in log
@@ -210,7 +201,7 @@ def test_shutdown_timeout_bounds_the_drain(
         concurrent.futures.ThreadPoolExecutor(1) as pool,
     ):
         stuck = pool.submit(httpx.get, f"{proxy.url}/hold", timeout=30)
-        wait_for(lambda: httpx.get(f"{base}/held").json()["held"] == 1)
+        wait_until(lambda: httpx.get(f"{base}/held").json()["held"] == 1)
         proxy.signal(signal.SIGTERM)
         # The upstream never answers: the proxy gives up after the timeout.
         assert proxy.wait(timeout=15) == 0, proxy.output()
@@ -248,24 +239,24 @@ def test_sighup_reloads_and_invalid_plan_keeps_serving_under_load(
         with concurrent.futures.ThreadPoolExecutor(4) as pool:
             loops = [pool.submit(client_loop) for _ in range(4)]
             try:
-                wait_for(lambda: len(results) >= 50)
+                wait_until(lambda: len(results) >= 50)
 
                 plan.write_text("version: 1\ndefault: nowhere\nupstreams: {}\n")
                 proxy.signal(signal.SIGHUP)
-                wait_for(lambda: len(proxy.reloads()) == 2)
+                wait_until(lambda: len(proxy.reloads()) == 2)
                 rejected = proxy.reloads()[-1]
                 assert (rejected["source"], rejected["ok"]) == ("signal", False)
                 assert rejected["errors"]
                 seen = len(results)
-                wait_for(lambda: len(results) >= seen + 50)  # still serving
+                wait_until(lambda: len(results) >= seen + 50)  # still serving
 
                 plan.write_text(plan_text(upstream_port(second), "b"))
                 proxy.signal(signal.SIGHUP)
-                wait_for(lambda: len(proxy.reloads()) == 3)
+                wait_until(lambda: len(proxy.reloads()) == 3)
                 assert proxy.reloads()[-1]["ok"] is True
-                wait_for(lambda: results[-1][1] == "b")
+                wait_until(lambda: results[-1][1] == "b")
                 seen = len(results)
-                wait_for(lambda: len(results) >= seen + 50)
+                wait_until(lambda: len(results) >= seen + 50)
             finally:
                 stop = True
                 for loop in loops:
@@ -282,7 +273,7 @@ def test_plan_file_change_is_picked_up(upstream: ServerProcess, tmp_path: Path) 
     plan.write_text(plan_text(upstream_port(upstream), "a"))
     with Proxy(plan, "--reload-interval", "0.05", watch=True) as proxy:
         plan.write_text(plan_text(upstream_port(upstream), "renamed"))
-        wait_for(lambda: len(proxy.reloads()) == 2)
+        wait_until(lambda: len(proxy.reloads()) == 2)
         event = proxy.reloads()[-1]
         assert (event["source"], event["ok"], event["plan_name"]) == (
             "file",

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from strangler_proxy.records import RequestRecord
+from strangler_proxy.proxy.records import RequestRecord
 from tests.support.proxy import build_plan, open_app
 from tests.support.upstreams import ThreadedServer
 

@@ -8,13 +8,15 @@ from pathlib import Path
 import httpx
 import pytest
 
-from strangler_proxy.admin import AdminApp
-from strangler_proxy.dashboard import COOKIE
-from strangler_proxy.metrics import ProxyMetrics
+from strangler_proxy.control.admin import AdminApp
+from strangler_proxy.control.controller import Controller
+from strangler_proxy.control.dashboard import COOKIE
+from strangler_proxy.control.reload import PlanReloader
+from strangler_proxy.control.store import ControlStore
+from strangler_proxy.observe.metrics import ProxyMetrics
 from strangler_proxy.parity import open_store
 from strangler_proxy.plan import load_plan
-from strangler_proxy.reload import PlanReloader
-from strangler_proxy.runtime import Runtime, RuntimeHolder
+from strangler_proxy.proxy.runtime import Runtime, RuntimeHolder
 
 TOKEN = "dashboard-test-token"
 
@@ -54,14 +56,21 @@ async def client(tmp_path: Path, store_path: Path) -> AsyncIterator[httpx.AsyncC
         load_plan(plan_file), source=str(plan_file), parity_store=store
     )
     holder = RuntimeHolder(runtime)
-    reloader = PlanReloader(holder, plan_file)
+    metrics = ProxyMetrics()
+    control = Controller(holder, ControlStore(tmp_path / "control.sqlite3"))
+    reloader = PlanReloader(holder, plan_file, controller=control)
     app = AdminApp(
-        holder=holder, reloader=reloader, metrics=ProxyMetrics(), token=TOKEN
+        holder=holder,
+        reloader=reloader,
+        metrics=metrics,
+        token=TOKEN,
+        control=control,
     )
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://admin") as c:
         yield c
     await holder.aclose()
+    await control.aclose()
     store.close()
 
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from extracted.chassis.identity import IDENTITY_HEADER
-from strangler_proxy.identity import Caller, TokenSigner, load_or_create_key
+from strangler_proxy.proxy.identity import Caller, TokenSigner, load_or_create_key
 
 __all__ = ["ISSUER", "TOKEN_TTL", "TestKeys", "make_test_keys", "use_test_keys"]
 

@@ -12,9 +12,9 @@ from typing import Any
 import httpx
 import yaml
 
-from strangler_proxy.app import ProxyApp, create_app
 from strangler_proxy.plan import Plan
-from strangler_proxy.records import RequestRecord
+from strangler_proxy.proxy.app import ProxyApp, create_app
+from strangler_proxy.proxy.records import RequestRecord
 from tests.support.processes import PYTHON, ServerProcess, free_port
 
 ProxyClientFactory = Callable[..., AbstractAsyncContextManager[httpx.AsyncClient]]
@@ -82,7 +82,7 @@ def proxy_server(
             "-m",
             "uvicorn",
             "--factory",
-            "strangler_proxy.app:create_app_from_env",
+            "strangler_proxy.proxy.app:create_app_from_env",
             "--host",
             "127.0.0.1",
             "--port",

@@ -17,7 +17,6 @@ import shlex
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -25,6 +24,7 @@ from typing import Any
 import httpx
 
 from strangler_proxy.parity.store import open_store
+from tests.support.polling import wait_until
 from tests.support.processes import ROOT, ServerProcess, free_port
 
 from .pages import Block
@@ -203,15 +203,6 @@ class Stack:
         finally:
             up.__exit__(None, None, None)  # kills what is left, closes the log
         assert status == 0, f"strangler up exited with {status}:\n{up.output()}"
-
-
-def wait_until(condition: Callable[[], bool], what: str, timeout: float = 30) -> None:
-    """Poll ``condition`` until it holds; fail naming ``what`` at the deadline."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not true after {timeout}s: {what}")
-        time.sleep(0.1)  # polling a condition with a deadline
 
 
 # Checks a page can ask for: check="NAME key=value ...".

@@ -14,7 +14,7 @@ from pathlib import Path
 import click
 import pytest
 
-from strangler_proxy.cli import _register, cli
+from strangler_proxy.cli import cli, register_commands
 
 from .harness import CHECKS, parse_check
 from .pages import (
@@ -28,7 +28,7 @@ from .pages import (
 )
 
 BLOCKS = all_blocks()
-_register()  # as main() does: the subcommands are added lazily
+register_commands()  # as main() does: the subcommands are added lazily
 COMMANDS = [
     (block, command)
     for block in BLOCKS

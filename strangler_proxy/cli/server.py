@@ -1,0 +1,345 @@
+"""The ``strangler proxy`` process: two uvicorn servers on one event loop.
+
+This module is the one composition root of the planes. It builds the data
+plane (the :class:`RuntimeHolder` and the proxy app), the observers (metrics,
+access log) and the control plane (controller, reloader, progression, admin
+API), and wires them: the observers get every finished request, the controller
+subscribes to the holder's plan swaps. Nothing below it reaches across.
+
+One process, one event loop (uvloop and httptools when installed), two
+``uvicorn.Server``\\ s: the proxy app (wrapped by the ``/_strangler/`` probes)
+and the admin API. They share the :class:`RuntimeHolder`, so the admin API sees
+and reloads exactly the plan the proxy serves.
+
+Signals are handled once, here, for both servers (uvicorn's own handlers are
+switched off, as they would re-raise the signal after shutdown and turn a clean
+exit into death by SIGTERM):
+
+* SIGTERM, SIGINT: graceful shutdown. Readiness turns 503, the listeners close
+  (new connections are refused), requests in flight get ``shutdown_timeout``
+  seconds to finish, then the runtime closes its upstream pools; exit code 0.
+  A second SIGINT (Ctrl-C twice) stops waiting for requests in flight.
+* SIGHUP: reload the plan file.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import secrets
+import signal
+import time
+from collections.abc import Callable, Coroutine, Generator
+from pathlib import Path
+from typing import IO, Any, cast
+
+import uvicorn
+
+from strangler_proxy.control.admin import AdminApp, ProbeMiddleware
+from strangler_proxy.control.controller import Controller
+from strangler_proxy.control.progression import Progression
+from strangler_proxy.control.reload import PlanReloader, ReloadEvent, ReloadHistory
+from strangler_proxy.control.store import ControlStore
+from strangler_proxy.exceptions import CliError, PlanError
+from strangler_proxy.observe.accesslog import AccessLog, QueryCapture
+from strangler_proxy.observe.metrics import ProxyMetrics
+from strangler_proxy.plan import load_plan
+from strangler_proxy.proxy.app import create_app
+from strangler_proxy.proxy.records import RequestRecord
+from strangler_proxy.proxy.runtime import Runtime, RuntimeHolder
+from strangler_proxy.proxy.settings import ProxySettings
+from strangler_proxy.types import ASGIApp
+
+__all__ = ["ProxyServer", "run", "write_admin_token"]
+
+logger = logging.getLogger("strangler.proxy")
+
+
+class _Server(uvicorn.Server):
+    """A uvicorn server that leaves signal handling to :class:`ProxyServer`."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Generator[None, None, None]:
+        yield
+
+
+def write_admin_token(path: Path, token: str) -> None:
+    """Write ``token`` to ``path``, readable by the owner only (0600)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        # O_CREAT's mode does not apply to a file that already existed.
+        os.fchmod(fd, 0o600)
+        os.write(fd, token.encode() + b"\n")
+    finally:
+        os.close(fd)
+
+
+def _url(host: str, port: int) -> str:
+    shown = f"[{host}]" if ":" in host else host
+    return f"http://{shown}:{port}"
+
+
+class ProxyServer:
+    """Builds and runs the proxy and admin servers of one process."""
+
+    def __init__(
+        self, settings: ProxySettings, *, access_stream: IO[bytes] | None = None
+    ) -> None:
+        self.settings = settings
+        try:
+            plan = load_plan(settings.plan)
+            runtime = Runtime.from_plan(plan, source=str(settings.plan))
+        except PlanError as exc:
+            raise CliError(str(exc)) from None
+        self.holder = RuntimeHolder(runtime)
+        self.metrics = ProxyMetrics()
+        self.controller = Controller(self.holder, ControlStore(), self.metrics.sides)
+        try:
+            # Promotions and rollbacks stored by an earlier run are layered
+            # over the plan before the first request.
+            self.controller.start_from_store()
+        except PlanError as exc:
+            raise CliError(str(exc)) from None
+        self.progression = Progression(self.controller)
+        self.history = ReloadHistory()
+        self.history.record(
+            ReloadEvent(
+                time=time.time(),
+                source="startup",
+                ok=True,
+                version_hash=runtime.version_hash,
+                plan_name=plan.name,
+                changed=True,
+            )
+        )
+        self.reloader = PlanReloader(
+            self.holder, settings.plan, self.history, controller=self.controller
+        )
+        self.metrics.add_runtime(lambda: self.holder.current, self.history)
+        observers: list[Callable[[RequestRecord], None]] = [self.metrics.observe]
+        self.access_log: AccessLog | None = None
+        if settings.access_log:
+            self.access_log = AccessLog(
+                access_stream, log_query=settings.access_log_query
+            )
+            observers.append(self.access_log)
+        self.app = create_app(self.holder, observers=observers)
+        proxy_asgi: ASGIApp = self.app
+        if settings.access_log and settings.access_log_query:
+            proxy_asgi = QueryCapture(proxy_asgi)
+
+        self.token_file: Path | None = None
+        if settings.admin_token is not None:
+            token = settings.admin_token.get_secret_value()
+        else:
+            token = secrets.token_urlsafe(32)
+            self.token_file = settings.admin_token_file
+        self.admin_app = AdminApp(
+            holder=self.holder,
+            reloader=self.reloader,
+            metrics=self.metrics,
+            token=token,
+            control=self.controller,
+            metrics_auth=settings.metrics_auth,
+        )
+        self._admin_token = token
+        self.shutting_down = False
+        self.started = False
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self.proxy_server = _Server(
+            uvicorn.Config(
+                ProbeMiddleware(proxy_asgi, ready=self.ready),
+                host=settings.host,
+                port=settings.port,
+                lifespan="on",
+                log_config=None,
+                access_log=False,
+                # The upstream's Server and Date headers pass through; uvicorn
+                # would add a second one of each.
+                server_header=False,
+                date_header=False,
+                # Client addresses and X-Forwarded-* are the proxy's business
+                # (proxy.trusted_hops), not uvicorn's.
+                proxy_headers=False,
+                # Annotated int, used as asyncio.wait_for's float timeout.
+                timeout_graceful_shutdown=cast(int, settings.shutdown_timeout),
+            )
+        )
+        self.admin_server = _Server(
+            uvicorn.Config(
+                self.admin_app,
+                host=settings.admin_host,
+                port=settings.admin_port,
+                lifespan="off",
+                log_config=None,
+                access_log=False,
+                server_header=False,
+                proxy_headers=False,
+                timeout_graceful_shutdown=5,
+            )
+        )
+
+    def ready(self) -> bool:
+        """Readiness: the plan is loaded, the servers run, no shutdown begun."""
+        return self.started and not self.shutting_down
+
+    def request_shutdown(self, signum: int | None = None) -> None:
+        """Begin the graceful shutdown (the second call forces it)."""
+        if self.shutting_down:
+            # Only a second Ctrl-C forces (as uvicorn): a supervisor may well
+            # deliver SIGTERM twice, to the process and to its group.
+            if signum == signal.SIGINT:
+                logger.warning("second interrupt: not waiting for requests in flight")
+                self.proxy_server.force_exit = True
+                self.admin_server.force_exit = True
+            return
+        logger.info(
+            "shutting down",
+            extra={
+                "signal": signal.Signals(signum).name if signum else None,
+                "timeout_s": self.settings.shutdown_timeout,
+            },
+        )
+        self.shutting_down = True
+        self.proxy_server.should_exit = True
+        self.admin_server.should_exit = True
+
+    def _spawn(self, coroutine: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
+        task = asyncio.get_running_loop().create_task(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    def _on_sighup(self) -> None:
+        self._spawn(self.reloader.reload("signal"))
+
+    async def _start(self, server: _Server) -> asyncio.Task[bool]:
+        async def serve() -> bool:
+            try:
+                await server.serve()
+            except SystemExit:  # uvicorn's way of saying it could not start
+                return False
+            return server.started
+
+        task = self._spawn(serve())
+        while not server.started and not task.done():
+            # uvicorn has no "started" event; poll until bound or failed.
+            await asyncio.sleep(0.01)
+        return task
+
+    def _install_signals(self) -> list[int]:
+        loop = asyncio.get_running_loop()
+        installed: list[int] = []
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, self.request_shutdown, signum)
+            installed.append(signum)
+        loop.add_signal_handler(signal.SIGHUP, self._on_sighup)
+        installed.append(signal.SIGHUP)
+        return installed
+
+    async def serve(self) -> int:
+        """Run until stopped; the exit status: 0 after a graceful shutdown."""
+        installed = self._install_signals()
+        watch: asyncio.Task[Any] | None = None
+        progression: asyncio.Task[Any] | None = None
+        try:
+            proxy_task = await self._start(self.proxy_server)
+            if proxy_task.done():
+                logger.error("the proxy could not start")
+                return 1
+            admin_task = await self._start(self.admin_server)
+            if admin_task.done():
+                logger.error("the admin API could not start")
+                self.request_shutdown()
+                await proxy_task
+                return 1
+            if self.token_file is not None:
+                write_admin_token(self.token_file, self._admin_token)
+            self._log_started()
+            self.started = True
+            progression = self._spawn(self.progression.run())
+            if self.settings.watch:
+                watch = self._spawn(self.reloader.watch(self.settings.reload_interval))
+            ok = all(await asyncio.gather(proxy_task, admin_task))
+            if self.proxy_server.force_exit:
+                # uvicorn skips the lifespan shutdown when forced: close the
+                # upstream pools here.
+                await self.holder.aclose()
+            logger.info("stopped")
+            return 0 if ok else 1
+        finally:
+            for task in (watch, progression):
+                if task is not None:
+                    task.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await task
+            await self.controller.aclose()
+            loop = asyncio.get_running_loop()
+            for signum in installed:
+                loop.remove_signal_handler(signum)
+            if self.access_log is not None:
+                self.access_log.close()
+
+    def _bound_port(self, server: _Server, configured: int) -> int:
+        if configured:
+            return configured
+        listeners = getattr(server, "servers", [])
+        sockets = listeners[0].sockets if listeners else ()
+        return int(sockets[0].getsockname()[1]) if sockets else configured
+
+    @property
+    def proxy_url(self) -> str:
+        """Where the proxy listens."""
+        port = self._bound_port(self.proxy_server, self.settings.port)
+        return _url(self.settings.host, port)
+
+    @property
+    def admin_url(self) -> str:
+        """Where the admin API listens."""
+        port = self._bound_port(self.admin_server, self.settings.admin_port)
+        return _url(self.settings.admin_host, port)
+
+    def _log_started(self) -> None:
+        runtime = self.holder.current
+        logger.info(
+            "proxy listening",
+            extra={
+                "url": self.proxy_url,
+                "plan": runtime.plan.name,
+                "plan_file": str(self.settings.plan),
+                "version_hash": runtime.version_hash,
+            },
+        )
+        logger.info("admin API listening", extra={"url": self.admin_url})
+        if self.token_file is not None:
+            logger.info(
+                "admin token generated",
+                extra={"token_file": str(self.token_file)},
+            )
+        if self.settings.admin_exposed:
+            logger.warning(
+                "the admin API listens on a non-loopback address",
+                extra={"admin_host": self.settings.admin_host},
+            )
+
+
+def run(settings: ProxySettings, *, access_stream: IO[bytes] | None = None) -> int:
+    """Build the servers and run them on a new event loop (uvloop if installed)."""
+
+    async def main() -> int:
+        # Built inside the loop: health checkers and pools belong to it.
+        server = ProxyServer(settings, access_stream=access_stream)
+        return await server.serve()
+
+    loop_factory: Callable[[], asyncio.AbstractEventLoop] | None = None
+    try:
+        import uvloop
+
+        loop_factory = uvloop.new_event_loop
+    except ImportError:  # pragma: no cover - uvloop is part of uvicorn[standard]
+        pass
+    with asyncio.Runner(loop_factory=loop_factory) as runner:
+        return runner.run(main())

@@ -1,0 +1,13 @@
+"""Developer tooling: running the whole stack on one machine, and traffic.
+
+* :mod:`.supervisor`: starts processes in dependency order, waits until they
+  are ready, merges their logs, stops them all cleanly;
+* :mod:`.stack`: which processes ``strangler up`` runs for an application
+  (:class:`~.stack.StackApp`), with their ports, databases and plan copies;
+* :mod:`.provision`: a database and a role per service on PostgreSQL;
+* :mod:`.traffic`: the ``strangler traffic`` generator.
+
+Knows no particular application: the bundled shop comes in as
+:data:`strangler_proxy.adapters.shop.SHOP`. May import the planes below it
+(the plan, the exceptions); the CLI drives it.
+"""

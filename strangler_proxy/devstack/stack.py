@@ -1,0 +1,390 @@
+"""The stack that ``strangler up`` runs: monolith, services, relays, proxy.
+
+:func:`build_stack` turns a :class:`StackConfig` (the :class:`StackApp` to run,
+ports, database URL, state directory, plan) into the
+:class:`~strangler_proxy.devstack.supervisor.ProcessSpec` list the supervisor
+runs. What the monolith and the services *are* comes from the
+:class:`StackApp` (the bundled shop's is
+:data:`strangler_proxy.adapters.shop.SHOP`); this module knows no particular
+application:
+
+* ``monolith``: the Django monolith under uvicorn. Before its first start it is
+  migrated and seeded (``seed_shop --if-empty``). Its database is
+  ``--database-url``, else ``$DATABASE_URL``, else SQLite in the state directory.
+* one process per service of the app whose code exists
+  (they are written one at a time; a missing one is skipped with a message).
+  Each keeps its own database: ``$<SERVICE>_DATABASE_URL``, else SQLite in the
+  state directory.
+* ``relay`` (only with a sync file): ``strangler relay``, which delivers the
+  monolith's outbox events to the services.
+* ``owner-relay-<service>`` (only with a sync file whose ``ownership.owners``
+  names a service the stack runs): ``strangler ownership relay SERVICE``,
+  which delivers that service's outbox to the monolith, with the service's
+  database URL exactly as the service gets it.
+* ``proxy``: ``strangler proxy`` with the plan, started last, once everything
+  it forwards to is ready.
+
+The plans in ``migration_plans/`` name the upstreams on their default ports.
+When a port is changed, the proxy gets a copy of the plan, in the state
+directory, with the URLs of the stack's upstreams rewritten to match (and the
+relays a copy of the sync file with its subscribers' URLs and
+``ownership.monolith`` rewritten).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .supervisor import ProcessSpec
+
+__all__ = [
+    "ServiceDef",
+    "Stack",
+    "StackApp",
+    "StackConfig",
+    "build_stack",
+    "render_plan",
+]
+
+# Runs the CLI of the interpreter running `up`, whether or not the `strangler`
+# script is on PATH.
+_CLI = "import sys; from strangler_proxy.cli import main; sys.exit(main())"
+# Where a sync file's ``ownership.monolith`` points when it is left out.
+_DEFAULT_MONOLITH = "http://127.0.0.1:8000"
+
+
+@dataclass(frozen=True)
+class ServiceDef:
+    """A service the stack runs when its code exists."""
+
+    name: str
+    port: int
+    module: str
+    """The module whose ``create_app()`` builds the service's ASGI app."""
+    source: str
+    """Its file, relative to the project root: skipped while it is missing."""
+
+    def exists(self, root: Path) -> bool:
+        """True when the service's code is there."""
+        return (root / self.source).is_file()
+
+    @property
+    def database_variable(self) -> str:
+        return f"{self.name.upper()}_DATABASE_URL"
+
+
+@dataclass(frozen=True)
+class StackApp:
+    """The application ``strangler up`` runs: a Django monolith and services."""
+
+    root: Path
+    """The project root: the processes' working directory."""
+    monolith_app: str
+    """``module:attribute`` of the monolith's ASGI application."""
+    settings_module: str
+    """Its ``DJANGO_SETTINGS_MODULE``."""
+    services: tuple[ServiceDef, ...] = ()
+
+
+@dataclass(frozen=True)
+class StackConfig:
+    """Everything ``strangler up`` can change about the stack."""
+
+    plan: Path
+    app: StackApp
+    host: str = "127.0.0.1"
+    port: int = 8080
+    admin_port: int = 8081
+    monolith_port: int = 8000
+    service_ports: Mapping[str, int] = field(default_factory=dict)
+    database_url: str | None = None
+    sync: Path | None = None
+    var_dir: Path = Path("var")
+    services: bool = True
+    root: Path | None = None
+    """Where the services' code is looked for (default: the app's root)."""
+    python: str = sys.executable
+    environ: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
+
+    def service_port(self, service: ServiceDef) -> int:
+        return self.service_ports.get(service.name, service.port)
+
+
+@dataclass(frozen=True)
+class Stack:
+    """The processes to run, what was left out, and where things will be."""
+
+    specs: list[ProcessSpec]
+    plan: Path
+    skipped: list[str]
+    urls: dict[str, str]
+    admin_token_source: str
+    sync: Path | None = None
+
+
+def _url(host: str, port: int) -> str:
+    shown = f"[{host}]" if ":" in host else host
+    return f"http://{shown}:{port}"
+
+
+def _client_host(host: str) -> str:
+    # A wildcard bind address is not one a client can connect to.
+    return {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(host, host)
+
+
+def _sqlite(path: Path) -> str:
+    return f"sqlite:///{path}"
+
+
+def render_plan(
+    plan: Path,
+    upstream_urls: Mapping[str, str],
+    out: Path,
+    *,
+    section: str = "upstreams",
+) -> Path:
+    """The plan to give the proxy: ``plan`` itself, or a copy with fixed URLs.
+
+    Each entry of ``section`` named in ``upstream_urls`` that the file
+    declares with another URL gets that URL; when none differs the file is
+    used as it is (so the proxy watches the user's file). The same works for
+    a sync file's ``subscribers``. Raises ``ValueError`` when the file is not
+    a YAML mapping.
+    """
+    data: Any = yaml.safe_load(plan.read_text(encoding="utf-8"))
+    if not isinstance(data, dict):
+        raise ValueError(f"{plan}: not a YAML mapping")
+    upstreams = data.get(section)
+    changed = False
+    if isinstance(upstreams, dict):
+        for name, url in upstream_urls.items():
+            upstream = upstreams.get(name)
+            if isinstance(upstream, dict) and upstream.get("url") != url:
+                upstream["url"] = url
+                changed = True
+            elif isinstance(upstream, str) and upstream != url:
+                upstreams[name] = url
+                changed = True
+    if section == "subscribers":
+        # A sync file also names the monolith, for the owners' relays.
+        ownership = data.get("ownership")
+        monolith = upstream_urls.get("monolith")
+        if isinstance(ownership, dict) and monolith is not None:
+            if ownership.get("monolith", _DEFAULT_MONOLITH) != monolith:
+                ownership["monolith"] = monolith
+                changed = True
+    if not changed:
+        return plan
+    out.parent.mkdir(parents=True, exist_ok=True)
+    header = (
+        f"# Generated by `strangler up` from {plan} with the stack's ports.\n"
+        "# Edit the original; this copy is rewritten at every start.\n"
+    )
+    out.write_text(header + yaml.safe_dump(data, sort_keys=False), encoding="utf-8")
+    return out
+
+
+def _owners(sync: Path) -> list[str]:
+    """The services that own an aggregate type in the sync file, in order."""
+    data: Any = yaml.safe_load(sync.read_text(encoding="utf-8"))
+    ownership = data.get("ownership") if isinstance(data, dict) else None
+    owners = ownership.get("owners") if isinstance(ownership, dict) else None
+    if not isinstance(owners, dict):
+        return []
+    return sorted({str(owner) for owner in owners.values()})
+
+
+def build_stack(config: StackConfig) -> Stack:
+    """The process specs of the stack described by ``config``."""
+    var_dir = config.var_dir.resolve()
+    root = config.root or config.app.root
+    env = config.environ
+    keys_dir = env.get("STRANGLER_KEYS_DIR") or str(var_dir / "keys")
+    python = config.python
+    monolith_url = _url("127.0.0.1", config.monolith_port)
+    database_url = (
+        config.database_url
+        or env.get("DATABASE_URL")
+        or _sqlite(var_dir / "monolith.sqlite3")
+    )
+    monolith_env = {
+        "DJANGO_SETTINGS_MODULE": config.app.settings_module,
+        "DATABASE_URL": database_url,
+        "MONOLITH_STATIC_ROOT": env.get("MONOLITH_STATIC_ROOT")
+        or str(var_dir / "static"),
+    }
+    specs = [
+        ProcessSpec(
+            name="monolith",
+            argv=[
+                python,
+                "-m",
+                "uvicorn",
+                config.app.monolith_app,
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(config.monolith_port),
+                # The proxy logs every request that goes through it.
+                "--no-access-log",
+            ],
+            env=monolith_env,
+            cwd=root,
+            ready_url=f"{monolith_url}/ready",
+            prepare=[
+                [python, "-m", "django", "migrate", "--noinput"],
+                [python, "-m", "django", "seed_shop", "--if-empty"],
+            ],
+            ready_timeout=60.0,
+        )
+    ]
+    skipped: list[str] = []
+    upstream_urls = {"monolith": monolith_url}
+    service_envs: dict[str, dict[str, str]] = {}
+    urls = {"monolith": monolith_url + "/"}
+    for service in config.app.services:
+        if not config.services:
+            break
+        if not service.exists(root):
+            skipped.append(f"{service.name}: {service.source} does not exist yet")
+            continue
+        port = config.service_port(service)
+        service_url = _url("127.0.0.1", port)
+        service_db = env.get(service.database_variable) or _sqlite(
+            var_dir / f"{service.name}.sqlite3"
+        )
+        service_envs[service.name] = {
+            service.database_variable: service_db,
+            "STRANGLER_KEYS_DIR": keys_dir,
+        }
+        specs.append(
+            ProcessSpec(
+                name=service.name,
+                argv=[
+                    python,
+                    "-m",
+                    "uvicorn",
+                    "--factory",
+                    f"{service.module}:create_app",
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    str(port),
+                    "--no-access-log",
+                ],
+                env=service_envs[service.name],
+                cwd=root,
+                ready_url=f"{service_url}/ready",
+                ready_timeout=60.0,
+            )
+        )
+        upstream_urls[service.name] = service_url
+        urls[service.name] = service_url + "/"
+
+    sync: Path | None = None
+    if config.sync is not None:
+        sync = render_plan(
+            config.sync, upstream_urls, var_dir / "up-sync.yaml", section="subscribers"
+        )
+        specs.append(
+            ProcessSpec(
+                name="relay",
+                argv=[python, "-c", _CLI, "relay", "--sync", str(sync)],
+                # The relay reads the monolith's outbox through Django.
+                env=monolith_env,
+                cwd=root,
+                depends_on=[spec.name for spec in specs],
+            )
+        )
+        for owner in _owners(sync):
+            if owner not in service_envs:
+                continue  # a service the stack does not run relays itself
+            specs.append(
+                ProcessSpec(
+                    name=f"owner-relay-{owner}",
+                    argv=[python, "-c", _CLI, "ownership", "relay", owner]
+                    + ["--sync", str(sync)],
+                    # It reads the service's outbox, in the service's database.
+                    env=service_envs[owner],
+                    cwd=root,
+                    depends_on=["monolith", owner],
+                )
+            )
+    relays = {
+        spec.name
+        for spec in specs
+        if spec.name == "relay" or spec.name.startswith("owner-relay-")
+    }
+
+    plan = render_plan(config.plan, upstream_urls, var_dir / "up-plan.yaml")
+    token_file = var_dir / "admin-token"
+    proxy_host = _client_host(config.host)
+    proxy_url = _url(proxy_host, config.port)
+    admin_url = _url("127.0.0.1", config.admin_port)
+    specs.append(
+        ProcessSpec(
+            name="proxy",
+            argv=[
+                python,
+                "-c",
+                _CLI,
+                "proxy",
+                "--plan",
+                str(plan),
+                "--host",
+                config.host,
+                "--port",
+                str(config.port),
+                "--admin-host",
+                "127.0.0.1",
+                "--admin-port",
+                str(config.admin_port),
+                "--admin-token-file",
+                str(token_file),
+                # Always JSON: the supervisor renders it, or passes it through.
+                "--log-format",
+                "json",
+            ],
+            # State lives under --var-dir, whatever the working directory.
+            env={
+                "STRANGLER_PARITY_STORE": env.get("STRANGLER_PARITY_STORE")
+                or str(var_dir / "parity.sqlite3"),
+                "STRANGLER_CONTROL_STORE": env.get("STRANGLER_CONTROL_STORE")
+                or str(var_dir / "control.sqlite3"),
+                "STRANGLER_KEYS_DIR": keys_dir,
+            },
+            cwd=root,
+            ready_url=f"{proxy_url}/_strangler/readyz",
+            depends_on=[spec.name for spec in specs if spec.name not in relays],
+            ready_timeout=30.0,
+        )
+    )
+    urls.update(
+        {
+            "shop": proxy_url + "/",
+            "api": proxy_url + "/api/products/",
+            "admin": admin_url + "/admin/plan",
+            "metrics": admin_url + "/metrics",
+            "dashboard": admin_url + "/dashboard/",
+            "readyz": proxy_url + "/_strangler/readyz",
+        }
+    )
+    if env.get("STRANGLER_ADMIN_TOKEN"):
+        token_source = "$STRANGLER_ADMIN_TOKEN"
+    else:
+        token_source = str(token_file)
+    return Stack(
+        specs=specs,
+        plan=plan,
+        skipped=skipped,
+        urls=urls,
+        admin_token_source=token_source,
+        sync=sync,
+    )

@@ -1,0 +1,765 @@
+"""The parts of a migration plan: upstreams, routes and their settings.
+
+Frozen pydantic models (unknown keys are errors), each field validated on its
+own: types, formats, ranges. The plan as a whole (:class:`~.document.Plan`)
+and its cross-field checks (:mod:`.checks`) build on these.
+
+The field names and types below are the interface the data plane codes
+against. Extend additively.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    field_validator,
+)
+
+from strangler_proxy.exceptions import PatternError
+from strangler_proxy.parity.config import ParityConfig
+
+from .patterns import compile_pattern
+
+__all__ = [
+    "SLUG",
+    "CanaryConfig",
+    "CircuitBreakerConfig",
+    "GateConfig",
+    "HealthCheckConfig",
+    "IdentityConfig",
+    "IdentityResolverConfig",
+    "Limits",
+    "Match",
+    "OidcConfig",
+    "ProgressionConfig",
+    "ProxyConfig",
+    "RetryBudgetConfig",
+    "RetryPolicy",
+    "Route",
+    "FrozenModel",
+    "ShadowConfig",
+    "Timeouts",
+    "UpstreamConfig",
+    "UpstreamIdentity",
+    "health_shorthand",
+    "parse_duration",
+    "parse_ratio",
+    "parse_size",
+]
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h)?\s*$")
+_DURATION_UNITS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, None: 1.0}
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(B|KB|MB|GB|KiB|MiB|GiB)?\s*$")
+_SIZE_UNITS = {
+    None: 1,
+    "B": 1,
+    "KB": 1000,
+    "MB": 1000**2,
+    "GB": 1000**3,
+    "KiB": 1024,
+    "MiB": 1024**2,
+    "GiB": 1024**3,
+}
+SLUG = re.compile(r"^[a-z0-9](?:[a-z0-9_-]*[a-z0-9])?$")
+# RFC 9110 5.6.2 token: what a method or a header name may be made of.
+_TOKEN = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
+_HOSTNAME = re.compile(r"^(?:\*\.)?[a-z0-9](?:[a-z0-9.-]*[a-z0-9])?$")
+
+
+def parse_duration(value: Any) -> Any:
+    """``"500ms"``, ``"0.5s"``, ``"2m"`` or a number of seconds -> seconds."""
+    if isinstance(value, str):
+        m = _DURATION.match(value)
+        if not m:
+            raise ValueError(f"not a duration: {value!r} (use e.g. 500ms, 2s, 1m)")
+        return float(m.group(1)) * _DURATION_UNITS[m.group(2)]
+    return value
+
+
+def parse_size(value: Any) -> Any:
+    """``"10MiB"``, ``"64KiB"`` or a number of bytes -> bytes."""
+    if isinstance(value, str):
+        m = _SIZE.match(value)
+        if not m:
+            raise ValueError(f"not a size: {value!r} (use e.g. 64KiB, 10MiB)")
+        return int(float(m.group(1)) * _SIZE_UNITS[m.group(2)])
+    return value
+
+
+def parse_ratio(value: Any) -> Any:
+    """``"0.5%"`` -> 0.005; a bare number is a fraction (0.0-1.0)."""
+    if isinstance(value, str) and value.strip().endswith("%"):
+        try:
+            return float(value.strip()[:-1]) / 100.0
+        except ValueError:
+            raise ValueError(
+                f"not a ratio: {value!r} (use e.g. 0.5% or 0.005)"
+            ) from None
+    return value
+
+
+def _not_negative(value: float) -> float:
+    if value < 0:
+        raise ValueError(f"must not be negative (got {value:g})")
+    return value
+
+
+def _fraction(value: float) -> float:
+    if not 0 <= value <= 1:
+        raise ValueError(f"must be from 0 to 1, or 0% to 100% (got {value:g})")
+    return value
+
+
+# The bounds are checked by after-validators rather than Field(ge=...), which
+# pydantic cannot express in the JSON Schema of a value that may be a string.
+Duration = Annotated[
+    float,
+    BeforeValidator(
+        parse_duration,
+        json_schema_input_type=Annotated[float, Field(ge=0)]
+        | Annotated[str, Field(pattern=_DURATION.pattern)],
+    ),
+    AfterValidator(_not_negative),
+]
+ByteSize = Annotated[
+    int,
+    BeforeValidator(
+        parse_size,
+        json_schema_input_type=Annotated[int, Field(ge=0)]
+        | Annotated[str, Field(pattern=_SIZE.pattern)],
+    ),
+    AfterValidator(_not_negative),
+]
+Ratio = Annotated[
+    float,
+    BeforeValidator(
+        parse_ratio,
+        json_schema_input_type=Annotated[float, Field(ge=0, le=1)]
+        | Annotated[str, Field(pattern=r"^\s*\d+(?:\.\d+)?\s*%\s*$")],
+    ),
+    AfterValidator(_fraction),
+]
+
+
+class FrozenModel(BaseModel):
+    """Base of every plan model: frozen, unknown keys are errors."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Timeouts(FrozenModel):
+    """Timeouts of upstream requests (durations).
+
+    An unset timeout inherits: route, then upstream, then the built-in default.
+    """
+
+    connect: Duration | None = Field(
+        default=None, description="Time allowed to open the connection to the upstream."
+    )
+    read: Duration | None = Field(
+        default=None,
+        description="Time allowed between reads from the upstream (response "
+        "headers, then each body chunk).",
+    )
+    total: Duration | None = Field(
+        default=None,
+        description="Time allowed for the whole exchange with the upstream.",
+    )
+
+
+class CircuitBreakerConfig(FrozenModel):
+    """Stops sending to an upstream that keeps failing, then probes it."""
+
+    failures: int = Field(
+        default=5, ge=1, description="Consecutive failures that open the breaker."
+    )
+    failure_rate: Ratio | None = Field(
+        default=None,
+        description="Share of failed requests within `window` that opens the "
+        "breaker (once `min_requests` were seen). Unset: only consecutive "
+        "failures count.",
+    )
+    min_requests: int = Field(
+        default=20,
+        ge=1,
+        description="Requests within `window` before `failure_rate` applies.",
+    )
+    window: Duration = Field(
+        default=10.0,
+        description="Sliding window over which `failure_rate` is measured.",
+    )
+    open_for: Duration = Field(
+        default=30.0,
+        description="How long the breaker stays open before it lets probes through "
+        "(half-open).",
+    )
+    half_open_requests: int = Field(
+        default=1,
+        ge=1,
+        description="Probe requests allowed at once while half-open; a success "
+        "closes the breaker, a failure opens it again.",
+    )
+
+
+class HealthCheckConfig(FrozenModel):
+    """Active health check: the proxy polls the upstream in the background."""
+
+    path: str = Field(description="Path requested with GET; a 2xx answer is healthy.")
+    interval: Duration = Field(default=5.0, description="Time between two checks.")
+    timeout: Duration = Field(default=1.0, description="Time allowed for one check.")
+    healthy_threshold: int = Field(
+        default=2,
+        ge=1,
+        description="Consecutive passing checks that mark the upstream healthy.",
+    )
+    unhealthy_threshold: int = Field(
+        default=3,
+        ge=1,
+        description="Consecutive failing checks that mark the upstream unhealthy.",
+    )
+    host: str | None = Field(
+        default=None,
+        description="`Host` header sent with each check, e.g. the public name "
+        "Django's ALLOWED_HOSTS accepts. Unset: the upstream URL's host:port.",
+    )
+
+    @field_validator("path")
+    @classmethod
+    def _path_is_absolute(cls, value: str) -> str:
+        if not value.startswith("/"):
+            raise ValueError("must start with '/'")
+        return value
+
+
+def health_shorthand(value: Any) -> Any:
+    return {"path": value} if isinstance(value, str) else value
+
+
+class UpstreamIdentity(FrozenModel):
+    """The signed caller identity an upstream wants from the proxy."""
+
+    audience: str = Field(
+        description="`aud` of the tokens minted for this upstream: the service's "
+        "name, as it verifies it (e.g. `catalog`)."
+    )
+
+
+class IdentityResolverConfig(FrozenModel):
+    """How the proxy learns who the caller is: the monolith's `/api/me/`."""
+
+    upstream: str | None = Field(
+        default=None,
+        description="Upstream that authenticates callers (its session cookie and "
+        "`Authorization: Token`). Unset: the plan's `default`.",
+    )
+    path: str = Field(
+        default="/api/me/",
+        description="Path answering 200 `{id, is_staff}` for an authenticated caller.",
+    )
+    timeout: Duration = Field(
+        default=2.0, description="Time allowed for one resolver call."
+    )
+    cache_ttl: Duration = Field(
+        default=30.0,
+        description="How long a resolved caller is remembered (keyed by a hash "
+        "of the credentials; failures are not cached). 0: no cache.",
+    )
+    cache_size: int = Field(
+        default=10000, ge=1, description="Most callers remembered at once (LRU)."
+    )
+    session_cookie: str = Field(
+        default="sessionid", description="Name of the monolith's session cookie."
+    )
+    csrf_cookie: str = Field(
+        default="csrftoken",
+        description="Name of the monolith's CSRF cookie: unsafe requests "
+        "authenticated by the session cookie must send it back in `X-CSRFToken`.",
+    )
+
+
+class OidcConfig(FrozenModel):
+    """Bearer tokens of an OpenID Connect provider, verified by the proxy."""
+
+    issuer: str = Field(description="`iss` the provider's tokens must carry.")
+    audience: str = Field(description="`aud` the provider's tokens must carry.")
+    jwks: str = Field(description="File holding the provider's public keys (JWKS).")
+    algorithms: tuple[Literal["RS256", "ES256", "EdDSA"], ...] = Field(
+        default=("RS256",),
+        min_length=1,
+        description="Signature algorithms accepted (asymmetric only).",
+    )
+    staff_claim: str = Field(
+        default="staff",
+        description="Boolean claim that makes the caller staff; absent: not staff.",
+    )
+
+
+class IdentityConfig(FrozenModel):
+    """Identity at the edge: tokens the proxy mints for upstreams that want one."""
+
+    issuer: str = Field(
+        default="strangler-proxy", description="`iss` of the tokens minted."
+    )
+    signing_key: str | None = Field(
+        default=None,
+        description="Ed25519 private key (PEM) signing the tokens. Unset: "
+        "`$STRANGLER_KEYS_DIR/proxy.ed25519.pem` (default `var/keys/`), "
+        "generated on first run.",
+    )
+    jwks: str | None = Field(
+        default=None,
+        description="JWKS file a generated key's public half is added to. Unset: "
+        "`$STRANGLER_IDENTITY_JWKS`, else `<keys dir>/jwks.json`.",
+    )
+    token_ttl: Duration = Field(default=60.0, description="Lifetime of a minted token.")
+    resolver: IdentityResolverConfig = Field(
+        default=IdentityResolverConfig(),
+        description="Where the caller's session or token is checked.",
+    )
+    oidc: OidcConfig | None = Field(
+        default=None,
+        description="Also accept `Authorization: Bearer` tokens of this OIDC "
+        "provider. Unset: bearer callers are anonymous.",
+    )
+
+
+class UpstreamConfig(FrozenModel):
+    """A backend the proxy forwards to: the monolith or a new service."""
+
+    url: str = Field(
+        description="Base URL: `http://` or `https://`, host and optional port; no "
+        "path, query or fragment."
+    )
+    timeouts: Timeouts = Field(
+        default=Timeouts(),
+        description="Timeouts of requests to this upstream; routes may override.",
+    )
+    max_concurrency: int | None = Field(
+        default=None,
+        ge=1,
+        description="Bulkhead: requests in flight to this upstream at once; more "
+        "are refused. Unset: unlimited.",
+    )
+    circuit_breaker: CircuitBreakerConfig | None = Field(
+        default=None, description="Circuit breaker. Unset: none."
+    )
+    health: Annotated[
+        HealthCheckConfig | None,
+        BeforeValidator(
+            health_shorthand, json_schema_input_type=str | HealthCheckConfig | None
+        ),
+    ] = Field(
+        default=None,
+        description="Active health check; a string is short for `{path: ...}`. "
+        "Unset: none.",
+    )
+    host: Literal["preserve", "rewrite"] | None = Field(
+        default=None,
+        description="Host header sent to this upstream: the client's (`preserve`) "
+        "or this upstream's host (`rewrite`). Unset: `proxy.host`.",
+    )
+    identity: UpstreamIdentity | None = Field(
+        default=None,
+        description="Pass this upstream a signed token of the caller "
+        "(`X-Strangler-Identity`). Unset: none.",
+    )
+
+    @field_validator("url")
+    @classmethod
+    def _url_is_base(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https"):
+            raise ValueError(f"must be an http:// or https:// URL, not {value!r}")
+        if not parts.hostname:
+            raise ValueError(f"has no host: {value!r}")
+        try:
+            parts.port  # noqa: B018 - raises on a port that is not a number
+        except ValueError:
+            raise ValueError(f"has an invalid port: {value!r}") from None
+        if parts.path not in ("", "/"):
+            raise ValueError(f"must not have a path ({parts.path!r}): {value!r}")
+        if parts.query or parts.fragment or "?" in value or "#" in value:
+            raise ValueError(f"must not have a query or fragment: {value!r}")
+        if parts.username or parts.password:
+            raise ValueError("must not contain credentials")
+        return value
+
+
+class Match(FrozenModel):
+    """Which requests a route takes. Every condition given must hold."""
+
+    path: str = Field(
+        default="/**",
+        description="Path pattern: literal segments, `*` for exactly one segment, "
+        "`**` for any number of segments. Case-sensitive.",
+    )
+    methods: tuple[str, ...] | None = Field(
+        default=None,
+        description="HTTP methods (upper-cased); `GET` also matches `HEAD`. "
+        "Unset: any method.",
+    )
+    headers: dict[str, str] = Field(
+        default={},
+        description="Request headers that must be present with exactly this value "
+        '(`"*"`: any value). Names are case-insensitive.',
+    )
+    host: str | None = Field(
+        default=None,
+        description="Host the request is for (port ignored, case-insensitive); "
+        "`*.example.com` matches every subdomain. Unset: any host.",
+    )
+
+    @field_validator("path")
+    @classmethod
+    def _path_is_pattern(cls, value: str) -> str:
+        try:
+            compile_pattern(value)
+        except PatternError as exc:
+            raise ValueError(str(exc)) from None
+        return value
+
+    @field_validator("methods")
+    @classmethod
+    def _methods_are_tokens(cls, value: tuple[str, ...] | None) -> Any:
+        if value is None:
+            return None
+        if not value:
+            raise ValueError("is empty: list at least one method, or leave it out")
+        methods: list[str] = []
+        for method in value:
+            if not _TOKEN.match(method):
+                raise ValueError(f"not an HTTP method: {method!r}")
+            if method.upper() not in methods:
+                methods.append(method.upper())
+        return tuple(methods)
+
+    @field_validator("headers")
+    @classmethod
+    def _header_names_are_tokens(cls, value: dict[str, str]) -> dict[str, str]:
+        headers: dict[str, str] = {}
+        for name, expected in value.items():
+            if not _TOKEN.match(name):
+                raise ValueError(f"not a header name: {name!r}")
+            if name.lower() in headers:
+                raise ValueError(f"header {name!r} listed twice")
+            headers[name.lower()] = expected
+        return headers
+
+    @field_validator("host")
+    @classmethod
+    def _host_is_name(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        host = value.strip().lower().rstrip(".")
+        if not _HOSTNAME.match(host):
+            raise ValueError(
+                f"not a host name: {value!r} (use example.com or *.example.com, "
+                "no port)"
+            )
+        return host
+
+
+class CanaryConfig(FrozenModel):
+    """How a canary route splits callers between the service and the monolith."""
+
+    weight: float = Field(
+        ge=0,
+        le=100,
+        description="Percent of callers (0-100) the service answers; the rest "
+        "stay on the legacy upstream.",
+    )
+    sticky: tuple[str, ...] = Field(
+        default=("cookie:sessionid", "header:authorization", "client-ip"),
+        description="Where a caller's identity comes from, first present wins: "
+        "`cookie:NAME`, `header:NAME`, `client-ip`. The same caller always "
+        "lands on the same side.",
+    )
+
+    @field_validator("sticky")
+    @classmethod
+    def _sticky_sources(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for source in value:
+            kind, sep, name = source.partition(":")
+            if source == "client-ip":
+                continue
+            if kind not in ("cookie", "header") or not sep or not name:
+                raise ValueError(
+                    f"unknown sticky source {source!r} (use cookie:NAME, "
+                    "header:NAME or client-ip)"
+                )
+        return value
+
+
+class RetryPolicy(FrozenModel):
+    """When and how often a failed upstream request is tried again."""
+
+    retries: int = Field(
+        default=1,
+        ge=0,
+        le=10,
+        description="Attempts after the first one, within the proxy's retry budget.",
+    )
+    per_try_timeout: Duration | None = Field(
+        default=None,
+        description="Time allowed for each attempt. Unset: the read timeout.",
+    )
+    backoff_base: Duration = Field(
+        default=0.025,
+        description="Base of the exponential backoff between attempts (full jitter).",
+    )
+    backoff_max: Duration = Field(
+        default=0.25, description="Longest wait between two attempts."
+    )
+    on: tuple[Literal["connect-failure", "reset", "gateway-error", "5xx"], ...] = Field(
+        default=("connect-failure", "reset", "gateway-error"),
+        description="Failures worth a retry: `connect-failure` (no connection), "
+        "`reset` (connection lost before a response), `gateway-error` (502, 503, "
+        "504), `5xx` (any 5xx).",
+    )
+
+
+class ShadowConfig(FrozenModel):
+    """Mirroring of requests to the service while the monolith answers."""
+
+    sample: Ratio = Field(
+        default=1.0,
+        description="Share of matching requests mirrored (0.0-1.0, or a percent "
+        'such as "10%").',
+    )
+    writes: Literal["skip", "dry-run"] = Field(
+        default="skip",
+        description="Unsafe methods (POST, PUT, PATCH, DELETE): not mirrored "
+        "(`skip`), or mirrored marked as a dry run the service rolls back "
+        "(`dry-run`).",
+    )
+    max_body: ByteSize = Field(
+        default=1024 * 1024,
+        description="Requests with a larger body are not mirrored, and "
+        "responses (either side) with a larger body are not compared; both are "
+        "counted as skipped. Request bodies are only kept up to 64KiB, so larger "
+        "ones are skipped too.",
+    )
+
+
+class GateConfig(FrozenModel):
+    """What a route must show before it is promoted towards the service."""
+
+    min_samples: int = Field(
+        default=200,
+        ge=0,
+        description="Evidence needed: shadow comparisons plus requests the "
+        "service answered, since the route's last change.",
+    )
+    max_mismatch_rate: Ratio = Field(
+        default=0.005,
+        description="Highest share of comparisons that differ (noise excluded), "
+        'e.g. "0.5%".',
+    )
+    max_error_rate: Ratio = Field(
+        default=0.001,
+        description="Highest share of service-side requests (shadowed or "
+        "answered) that failed: a 5xx or a transport error.",
+    )
+    max_latency_ratio: float = Field(
+        default=1.5,
+        gt=0,
+        description="Highest ratio of the service's mean upstream time to the "
+        "monolith's, over requests each side answered. Not checked until both "
+        "sides answered some.",
+    )
+
+
+class ProgressionConfig(FrozenModel):
+    """Automatic canary progression while the gate holds (as Flagger)."""
+
+    steps: tuple[float, ...] = Field(
+        default=(5.0, 25.0, 50.0, 100.0),
+        min_length=1,
+        description="Canary weights (percent, increasing) to walk through; 100 "
+        "means cutover.",
+    )
+    interval: Duration = Field(
+        default=300.0,
+        description="Time a step must hold, with the gate passing, before the "
+        "next one.",
+    )
+
+    @field_validator("steps")
+    @classmethod
+    def _increasing(cls, value: tuple[float, ...]) -> tuple[float, ...]:
+        if any(not 0 < step <= 100 for step in value):
+            raise ValueError("steps are percents above 0, at most 100")
+        if list(value) != sorted(set(value)):
+            raise ValueError("steps must increase")
+        return value
+
+
+class Route(FrozenModel):
+    """A set of requests and the upstream that serves them."""
+
+    name: str = Field(
+        description="Unique slug (`a-z`, `0-9`, `-`, `_`) naming the route in "
+        "metrics, logs and commands."
+    )
+    match: Match = Field(default=Match(), description="Which requests the route takes.")
+    mode: Literal["legacy", "shadow", "canary", "cutover"] = Field(
+        default="legacy",
+        description="Who answers: `legacy` (the legacy upstream), `shadow` (legacy, "
+        "mirrored to the service), `canary` (the service for a sticky share of "
+        "callers), `cutover` (the service).",
+    )
+    legacy: str | None = Field(
+        default=None, description="Upstream of the legacy side. Unset: `default`."
+    )
+    service: str | None = Field(
+        default=None,
+        description="Upstream of the new service; required by `shadow`, `canary` "
+        "and `cutover`.",
+    )
+    fallback: Literal["legacy"] | None = Field(
+        default=None,
+        description="`legacy`: when the service fails (connection, timeout, "
+        "breaker open), answer from the legacy upstream instead.",
+    )
+    canary: CanaryConfig | None = Field(
+        default=None,
+        description="Canary split; required by mode `canary`, allowed (and unused) "
+        "in other modes so a promotion can use it.",
+    )
+    shadow: ShadowConfig | None = Field(
+        default=None,
+        description="Shadow options, used in mode `shadow`. Unset: the defaults. "
+        "In mode `canary`, setting it also mirrors the requests the legacy side "
+        "answers.",
+    )
+    parity: ParityConfig = Field(
+        default=ParityConfig(),
+        description="How shadowed responses are compared: ignored paths, "
+        "unordered arrays, tolerances, normalisers, compared headers, sensitive "
+        "paths, the noise baseline. Unset: the defaults (compare everything).",
+    )
+    timeouts: Timeouts | None = Field(
+        default=None,
+        description="Timeouts for this route; unset fields inherit the upstream's.",
+    )
+    retries: RetryPolicy | None = Field(
+        default=None,
+        description="Retry policy for this route. Unset: no retries (as Envoy).",
+    )
+    owner: str | None = Field(
+        default=None, description="Team or person responsible for the route."
+    )
+    description: str | None = Field(default=None, description="Free text.")
+    gate: GateConfig = Field(
+        default=GateConfig(),
+        description="Criteria `strangler promote` and progression check before "
+        "moving the route towards the service.",
+    )
+    progression: ProgressionConfig | None = Field(
+        default=None,
+        description="Advance the canary weight automatically while the gate "
+        "holds; roll back to shadow when it fails. Unset: manual promotion only.",
+    )
+
+    @field_validator("name")
+    @classmethod
+    def _name_is_slug(cls, value: str) -> str:
+        if not SLUG.match(value):
+            raise ValueError(
+                f"{value!r} is not a slug (lower-case letters, digits, '-' and "
+                "'_'; starts and ends with a letter or digit)"
+            )
+        return value
+
+
+class Limits(FrozenModel):
+    """Bounds on what a client may send; requests over them are refused."""
+
+    max_body: ByteSize = Field(
+        default=10 * 1024 * 1024, description="Largest request body (413 beyond)."
+    )
+    max_header_bytes: ByteSize = Field(
+        default=32 * 1024,
+        description="Largest total size of the request headers (431 beyond).",
+    )
+    max_uri: ByteSize = Field(
+        default=8 * 1024,
+        description="Longest request target, path and query (414 beyond).",
+    )
+    request_deadline: Duration = Field(
+        default=60.0,
+        description="Longest a client may take to send its request, body "
+        "included (408 beyond).",
+    )
+
+
+class RetryBudgetConfig(FrozenModel):
+    """Caps retries proxy-wide so they cannot multiply load during an outage."""
+
+    ratio: Ratio = Field(
+        default=0.2,
+        description="Retries in flight may be at most this share of requests in "
+        "flight.",
+    )
+    min_concurrent: int = Field(
+        default=3,
+        ge=0,
+        description="Retries in flight always allowed, whatever the ratio.",
+    )
+
+
+class ProxyConfig(FrozenModel):
+    """Proxy-wide settings."""
+
+    trusted_hops: int = Field(
+        default=0,
+        ge=0,
+        description="Proxies in front of strangler whose `X-Forwarded-For` entries "
+        "are trusted when finding the client address (0: the socket peer).",
+    )
+    host: Literal["preserve", "rewrite"] = Field(
+        default="preserve",
+        description="Host header sent upstream: the client's (`preserve`) or the "
+        "upstream's (`rewrite`). Upstreams may override.",
+    )
+    rewrite_location: bool = Field(
+        default=False,
+        description="Rewrite `Location` headers that point at an upstream to the "
+        "address the client used.",
+    )
+    rewrite_cookies: bool = Field(
+        default=False,
+        description="Rewrite the `Domain` of cookies set by an upstream to the host "
+        "the client used.",
+    )
+    via: str = Field(
+        default="strangler",
+        description="Pseudonym the proxy adds to the `Via` header (RFC 9110 7.6.3).",
+    )
+    path_security: Literal["strict", "permissive"] = Field(
+        default="strict",
+        description="`strict` refuses paths with an encoded `/` or `\\` (`%2F`, "
+        "`%5C`) with 400; `permissive` forwards them untouched, not as "
+        "separators. Dot segments are always resolved and NUL always refused.",
+    )
+    underscore_headers: Literal["drop", "reject"] = Field(
+        default="drop",
+        description="Request headers with `_` in the name (some servers read it as "
+        "`-`): dropped, or the request is refused with 400.",
+    )
+    request_id_header: str = Field(
+        default="x-request-id",
+        description="Header carrying the request id to upstreams and in the response.",
+    )
+    limits: Limits = Field(default=Limits(), description="Request size limits.")
+    retry_budget: RetryBudgetConfig = Field(
+        default=RetryBudgetConfig(), description="Proxy-wide retry budget."
+    )

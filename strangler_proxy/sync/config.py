@@ -1,0 +1,222 @@
+"""The ``sync`` configuration: which service gets which domain events.
+
+Loaded like a plan (:func:`load_sync`): YAML into frozen pydantic models with
+``extra="forbid"``; every problem is reported as ``FILE:LINE: FIELD: MESSAGE``.
+
+.. code-block:: yaml
+
+    version: 1
+    adapter: shop            # the monolith at hand (strangler_proxy.sync.adapter)
+    relay: {batch: 100, poll: 0.5s, max_attempts: 8, timeout: 5s,
+            backoff: {initial: 0.5s, max: 60s}}
+    subscribers:
+      catalog:
+        url: http://127.0.0.1:8101
+        events: ["catalog.*"]
+
+Every field is documented in ``docs/reference/sync.md``.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from strangler_proxy.exceptions import PlanError
+from strangler_proxy.plan import Duration
+from strangler_proxy.plan.load import parse_document
+
+__all__ = [
+    "Backoff",
+    "Ownership",
+    "RelaySettings",
+    "Subscriber",
+    "SyncConfig",
+    "load_sync",
+    "matches",
+    "parse_sync",
+]
+
+_PATTERN = re.compile(r"^(?:\*|[a-z][a-z0-9_]*(?:\.[a-z][a-z0-9_]*)*(?:\.\*)?)$")
+_NAME = re.compile(r"^[a-z0-9](?:[a-z0-9_-]*[a-z0-9])?$")
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def matches(pattern: str, event_type: str) -> bool:
+    """Whether ``event_type`` matches ``pattern``: exact, ``prefix.*`` or ``*``."""
+    if pattern == "*":
+        return True
+    if pattern.endswith(".*"):
+        return event_type.startswith(pattern[:-1])
+    return event_type == pattern
+
+
+class Backoff(_Model):
+    """Exponential backoff: ``initial``, doubling per failure, capped at ``max``."""
+
+    initial: Duration = 0.5
+    max: Duration = 60.0
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Backoff:
+        if self.initial <= 0:
+            raise ValueError("initial must be greater than zero")
+        if self.max < self.initial:
+            raise ValueError("max must not be less than initial")
+        return self
+
+    def delay(self, failures: int) -> float:
+        """Seconds to wait after ``failures`` consecutive failures (1, 2, ...)."""
+        exponent = min(max(failures - 1, 0), 62)
+        return float(min(self.max, self.initial * 2**exponent))
+
+
+class RelaySettings(_Model):
+    """How the relay polls and retries; the CLI's flags override some."""
+
+    batch: int = Field(default=100, ge=1, le=10_000)
+    poll: Duration = 0.5
+    timeout: Duration = 5.0
+    max_attempts: int = Field(default=8, ge=1)
+    backoff: Backoff = Backoff()
+
+
+class Subscriber(_Model):
+    """A service that receives events at ``url`` + ``path``."""
+
+    url: str
+    events: tuple[str, ...] = Field(min_length=1)
+    path: str = "/internal/events"
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if not re.match(r"^https?://[^/\s]+/?$", value):
+            raise ValueError(
+                f"must be an http(s) base URL such as http://127.0.0.1:8101, "
+                f"not {value!r}"
+            )
+        return value.rstrip("/")
+
+    @field_validator("events")
+    @classmethod
+    def _patterns(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for pattern in value:
+            if not _PATTERN.match(pattern):
+                raise ValueError(
+                    f"{pattern!r} is not an event pattern: use a type "
+                    "(catalog.product.upserted), a prefix (catalog.*) or *"
+                )
+        return value
+
+    @field_validator("path")
+    @classmethod
+    def _absolute(cls, value: str) -> str:
+        if not value.startswith("/"):
+            raise ValueError(f"must start with '/', not {value!r}")
+        return value
+
+    def wants(self, event_type: str) -> bool:
+        """Whether this subscriber receives events of ``event_type``."""
+        return any(matches(p, event_type) for p in self.events)
+
+
+class Ownership(_Model):
+    """Which service writes which aggregate types (the ownership flip).
+
+    ``owners`` maps an aggregate type to the subscriber that now owns it;
+    types not listed belong to the monolith. The owner's outbox is relayed to
+    the monolith's ingest at ``monolith`` + ``path`` (``strangler ownership``).
+    """
+
+    monolith: str = "http://127.0.0.1:8000"
+    path: str = "/internal/events"
+    owners: dict[str, str] = {}
+
+    @field_validator("monolith")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        return Subscriber._http_url(value)
+
+    @field_validator("path")
+    @classmethod
+    def _absolute(cls, value: str) -> str:
+        return Subscriber._absolute(value)
+
+    @field_validator("owners")
+    @classmethod
+    def _aggregate_types(cls, value: dict[str, str]) -> dict[str, str]:
+        for aggregate_type in value:
+            if not _PATTERN.match(aggregate_type) or "*" in aggregate_type:
+                raise ValueError(
+                    f"{aggregate_type!r} is not an aggregate type such as "
+                    "catalog.product"
+                )
+        return value
+
+    def owned_by(self, service: str) -> tuple[str, ...]:
+        """The aggregate types ``service`` owns, sorted."""
+        return tuple(sorted(t for t, o in self.owners.items() if o == service))
+
+
+class SyncConfig(_Model):
+    """The whole sync file."""
+
+    version: Literal[1] = 1
+    adapter: str = Field(default="shop", min_length=1, max_length=200)
+    """Which monolith the events come from: a bundled adapter's name (``shop``)
+    or ``module:attribute`` (see :mod:`.adapter`)."""
+    relay: RelaySettings = RelaySettings()
+    subscribers: dict[str, Subscriber] = Field(min_length=1)
+    ownership: Ownership = Ownership()
+
+    @model_validator(mode="after")
+    def _owners_are_subscribers(self) -> SyncConfig:
+        for aggregate_type, owner in self.ownership.owners.items():
+            if owner != "monolith" and owner not in self.subscribers:
+                known = ", ".join(sorted(self.subscribers))
+                raise ValueError(
+                    f"ownership: {aggregate_type} owner {owner!r} is not a "
+                    f"subscriber (known: {known}) nor 'monolith'"
+                )
+        return self
+
+    @field_validator("subscribers")
+    @classmethod
+    def _names(cls, value: dict[str, Any]) -> dict[str, Any]:
+        for name in value:
+            if not _NAME.match(name):
+                raise ValueError(
+                    f"subscriber name {name!r} must be lower-case letters, digits, "
+                    "'-' or '_'"
+                )
+        return value
+
+    def subscriber(self, name: str) -> Subscriber:
+        """The subscriber called ``name``; :class:`KeyError` names the known ones."""
+        try:
+            return self.subscribers[name]
+        except KeyError:
+            known = ", ".join(sorted(self.subscribers))
+            raise KeyError(f"no subscriber {name!r} (known: {known})") from None
+
+
+def load_sync(path: str | Path) -> SyncConfig:
+    """Read and validate the sync file; raise :class:`PlanError` if invalid."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise PlanError(f"{path}: cannot read sync file: {exc}") from exc
+    return parse_sync(text, str(path))
+
+
+def parse_sync(text: str, filename: str) -> SyncConfig:
+    """Validate sync YAML ``text``; errors name ``filename``, line and field."""
+    return parse_document(text, filename, SyncConfig)

@@ -1,0 +1,411 @@
+"""The outbox relay: delivers domain events to subscribed services.
+
+Guarantees, per subscriber (``docs/reference/sync.md``):
+
+- **At least once.** An event is marked delivered only after the service
+  answered for it; a crash in between sends it again, and services apply events
+  idempotently (``event_id``, ``sequence``).
+- **In order per aggregate.** Events go out in outbox order, and the store never
+  hands out event ``n + 1`` of an aggregate while ``n`` is undelivered. Within
+  one batch, once an event of an aggregate fails, the later ones of that
+  aggregate are left pending without counting against them.
+- **Outage versus poison.** A service that cannot be reached, times out, or
+  answers 429/502/503/504 is *down*: the whole subscriber backs off
+  exponentially and no event is charged an attempt, however long the outage.
+  A service that answers and rejects an event charges that event an attempt;
+  after ``max_attempts`` it is *parked* (blocking its aggregate, visible with
+  ``strangler relay parked``, sent again by ``strangler relay replay``). When a
+  whole batch is rejected (HTTP 4xx/500), its events are retried one at a time
+  so one poison event cannot charge its neighbours.
+
+Each subscriber runs as its own task with its own ``httpx.AsyncClient``, so a
+slow or dead service delays nobody else. The store is called from one worker
+thread (the Django ORM is synchronous).
+
+**A busy database is waited out.** A store call that meets a lock (SQLite's
+``database is locked`` while ``strangler backfill`` or the monolith writes, a
+PostgreSQL deadlock) is made again after a short backoff, logged as a warning;
+if the database stays busy, the running relay logs it and tries again at its
+next poll, with the subscriber backoff. The relay never exits over it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import logging
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any, TypeVar
+
+import httpx
+
+from .config import Subscriber, SyncConfig
+from .outbox import Lag, OutboxStore, Pending, is_busy, utcnow
+
+__all__ = ["OK_STATUSES", "Relay", "SubscriberStats"]
+
+log = logging.getLogger("strangler.relay")
+
+# Per-event results that mean "the service has this event"; anything else is a
+# rejection. "stale": the service already holds a later sequence.
+OK_STATUSES = frozenset({"applied", "duplicate", "stale", "ignored"})
+_OUTAGE_STATUSES = frozenset({429, 502, 503, 504})
+# A store call that finds the database busy is retried this many times, after
+# 0.05s, 0.1s, ... (at most 2s) between attempts, before the error is raised.
+BUSY_RETRIES = 8
+_BUSY_INITIAL, _BUSY_MAX = 0.05, 2.0
+
+T = TypeVar("T")
+
+
+class _Unavailable(Exception):
+    """The subscriber is down: back off, charge no event."""
+
+
+class _Rejected(Exception):
+    """The subscriber answered but refused the whole request."""
+
+
+@dataclass(slots=True)
+class SubscriberStats:
+    """Counters and state of one subscriber (see :meth:`Relay.stats`)."""
+
+    delivered: int = 0
+    rejected: int = 0
+    parked: int = 0
+    outages: int = 0
+    requests: int = 0
+    consecutive_outages: int = 0
+    retry_at: dt.datetime | None = None
+    last_error: str = ""
+    last_delivery_at: dt.datetime | None = None
+    lag: Lag | None = None
+
+    def as_dict(self, now: dt.datetime) -> dict[str, Any]:
+        retry_in = None
+        if self.retry_at is not None:
+            retry_in = max((self.retry_at - now).total_seconds(), 0.0)
+        return {
+            "delivered": self.delivered,
+            "rejected": self.rejected,
+            "parked": self.parked,
+            "outages": self.outages,
+            "requests": self.requests,
+            "available": self.consecutive_outages == 0,
+            "retry_in_seconds": retry_in,
+            "last_error": self.last_error,
+            "last_delivery_at": (
+                self.last_delivery_at.isoformat() if self.last_delivery_at else None
+            ),
+            "lag_events": self.lag.pending if self.lag else None,
+            "lag_parked": self.lag.parked if self.lag else None,
+            "lag_seconds": self.lag.oldest_seconds if self.lag else None,
+        }
+
+
+@dataclass
+class _Outcome:
+    delivered: list[str] = field(default_factory=list)
+    failed: list[tuple[Pending, str]] = field(default_factory=list)
+
+
+class Relay:
+    """Delivers outbox events to the subscribers of a :class:`SyncConfig`.
+
+    Use as an async context manager (it owns the HTTP clients and the store's
+    worker thread)::
+
+        async with Relay(config, store) as relay:
+            await relay.drain()          # strangler relay --once
+            await relay.run(stop_event)  # until stop_event is set
+    """
+
+    def __init__(
+        self,
+        config: SyncConfig,
+        store: OutboxStore,
+        *,
+        batch: int | None = None,
+        poll: float | None = None,
+        clock: Callable[[], dt.datetime] = utcnow,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self.config = config
+        self.store = store
+        self.batch = batch or config.relay.batch
+        self.poll = config.relay.poll if poll is None else poll
+        self._clock = clock
+        self._transport = transport
+        self._stats = {name: SubscriberStats() for name in config.subscribers}
+        self._clients: dict[str, httpx.AsyncClient] = {}
+        self._executor: ThreadPoolExecutor | None = None
+        self.busy_retries = BUSY_RETRIES
+
+    async def __aenter__(self) -> Relay:
+        self._executor = ThreadPoolExecutor(1, thread_name_prefix="relay-store")
+        timeout = httpx.Timeout(self.config.relay.timeout)
+        for name, sub in self.config.subscribers.items():
+            self._clients[name] = httpx.AsyncClient(
+                base_url=sub.url, timeout=timeout, transport=self._transport
+            )
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        for client in self._clients.values():
+            await client.aclose()
+        self._clients.clear()
+        close = getattr(self.store, "close", None)
+        if self._executor is not None:
+            if callable(close):
+                await self._call(close)
+            self._executor.shutdown(wait=True)
+            self._executor = None
+
+    async def _call(self, fn: Callable[..., T], *args: Any) -> T:
+        if self._executor is None:
+            raise RuntimeError("use the Relay as an async context manager")
+        loop = asyncio.get_running_loop()
+        attempt = 0
+        while True:
+            try:
+                return await loop.run_in_executor(self._executor, fn, *args)
+            except Exception as exc:
+                # Busy means rolled back: every store call may be made again.
+                if attempt >= self.busy_retries or not is_busy(exc):
+                    raise
+                attempt += 1
+                delay = min(_BUSY_INITIAL * 2 ** (attempt - 1), _BUSY_MAX)
+                log.warning(
+                    "relay: the outbox database is busy (%s); retrying in %.2fs "
+                    "(%d/%d)",
+                    _first_line(exc),
+                    delay,
+                    attempt,
+                    self.busy_retries,
+                )
+                await asyncio.sleep(delay)
+
+    def stats(self) -> dict[str, Any]:
+        """Counters, availability and lag per subscriber, plus totals."""
+        now = self._clock()
+        subscribers = {name: s.as_dict(now) for name, s in self._stats.items()}
+        totals = {
+            key: sum(s[key] for s in subscribers.values())
+            for key in ("delivered", "rejected", "parked", "outages", "requests")
+        }
+        return {**totals, "subscribers": subscribers}
+
+    async def refresh_lag(self, name: str) -> Lag:
+        """Read the subscriber's lag from the store (kept for :meth:`stats`)."""
+        sub = self.config.subscribers[name]
+        lag = await self._call(self.store.lag, name, sub.events, self._clock())
+        self._stats[name].lag = lag
+        return lag
+
+    async def deliver_once(self, name: str) -> int:
+        """Send one batch to subscriber ``name``; returns how many events were
+        sent (0 when nothing is due or the subscriber is backing off)."""
+        sub = self.config.subscribers[name]
+        state = self._stats[name]
+        now = self._clock()
+        if state.retry_at is not None and state.retry_at > now:
+            return 0
+        batch = await self._call(
+            self.store.next_batch, name, sub.events, self.batch, now
+        )
+        if not batch:
+            return 0
+        try:
+            outcome = await self._send(name, sub, batch)
+        except _Unavailable as exc:
+            self._outage(name, str(exc))
+            return 0
+        except _Rejected as exc:
+            if len(batch) == 1:
+                outcome = _Outcome(failed=[(batch[0], str(exc))])
+            else:
+                outcome = await self._isolate(name, sub, batch)
+        await self._record(name, outcome)
+        return len(batch)
+
+    async def drain(self) -> int:
+        """Deliver everything deliverable now to every subscriber, then return
+        the number of events sent (``strangler relay --once``)."""
+        total = 0
+        for name in self.config.subscribers:
+            while sent := await self.deliver_once(name):
+                total += sent
+            await self.refresh_lag(name)
+        return total
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Deliver continuously until ``stop`` is set."""
+        tasks = [
+            asyncio.create_task(self._loop(name, stop), name=f"relay-{name}")
+            for name in self.config.subscribers
+        ]
+        try:
+            await asyncio.gather(*tasks)
+        finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _loop(self, name: str, stop: asyncio.Event) -> None:
+        state = self._stats[name]
+        failures = 0
+        while not stop.is_set():
+            delay = self.poll
+            try:
+                sent = await self.deliver_once(name)
+                failures = 0
+                if sent >= self.batch:
+                    continue  # more is probably waiting
+                await self.refresh_lag(name)
+            except Exception as exc:  # the relay must outlive a store hiccup
+                failures += 1
+                delay = self.config.relay.backoff.delay(failures)
+                if is_busy(exc):
+                    log.warning(
+                        "relay: the outbox database is still busy (%s); "
+                        "trying %s again in %.2fs",
+                        _first_line(exc),
+                        name,
+                        delay,
+                    )
+                else:
+                    log.exception(
+                        "relay: delivering to %s failed; retry in %.2fs", name, delay
+                    )
+            if state.retry_at is not None:
+                delay = max((state.retry_at - self._clock()).total_seconds(), 0.0)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=delay)
+
+    async def _send(
+        self, name: str, sub: Subscriber, batch: Sequence[Pending]
+    ) -> _Outcome:
+        client = self._clients[name]
+        self._stats[name].requests += 1
+        body = {"events": [p.envelope for p in batch]}
+        try:
+            response = await client.post(sub.path, json=body)
+        except httpx.TransportError as exc:
+            raise _Unavailable(f"{type(exc).__name__}: {exc}") from exc
+        if response.status_code in _OUTAGE_STATUSES:
+            raise _Unavailable(f"HTTP {response.status_code}")
+        state = self._stats[name]
+        state.consecutive_outages, state.retry_at = 0, None  # it answered
+        if not response.is_success:
+            raise _Rejected(f"HTTP {response.status_code}: {response.text[:500]}")
+        return _outcome(batch, response)
+
+    async def _isolate(
+        self, name: str, sub: Subscriber, batch: Sequence[Pending]
+    ) -> _Outcome:
+        outcome = _Outcome()
+        failed: set[tuple[str, str]] = set()
+        for pending in batch:
+            if pending.aggregate in failed:
+                continue
+            try:
+                single = await self._send(name, sub, [pending])
+            except _Unavailable as exc:
+                self._outage(name, str(exc))
+                break
+            except _Rejected as exc:
+                single = _Outcome(failed=[(pending, str(exc))])
+            outcome.delivered += single.delivered
+            outcome.failed += single.failed
+            if single.failed:
+                failed.add(pending.aggregate)
+        return outcome
+
+    def _outage(self, name: str, error: str) -> None:
+        state = self._stats[name]
+        state.outages += 1
+        state.consecutive_outages += 1
+        state.last_error = error
+        delay = self.config.relay.backoff.delay(state.consecutive_outages)
+        state.retry_at = self._clock() + dt.timedelta(seconds=delay)
+        log.warning("relay: %s unavailable (%s); retry in %.2fs", name, error, delay)
+
+    async def _record(self, name: str, outcome: _Outcome) -> None:
+        state = self._stats[name]
+        now = self._clock()
+        if outcome.delivered:
+            await self._call(self.store.mark_delivered, name, outcome.delivered, now)
+            state.delivered += len(outcome.delivered)
+            state.last_delivery_at = now
+        settings = self.config.relay
+        for pending, error in outcome.failed:
+            attempts = pending.attempts + 1
+            retry_at: dt.datetime | None = None
+            if attempts < settings.max_attempts:
+                delay = settings.backoff.delay(attempts)
+                retry_at = now + dt.timedelta(seconds=delay)
+            await self._call(
+                self.store.mark_failed, name, pending.event_id, error, retry_at
+            )
+            state.rejected += 1
+            state.last_error = error
+            if retry_at is None:
+                state.parked += 1
+                log.error(
+                    "relay: parked event %s for %s after %d attempts: %s",
+                    pending.event_id,
+                    name,
+                    attempts,
+                    error,
+                )
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
+def _outcome(batch: Sequence[Pending], response: httpx.Response) -> _Outcome:
+    """Read the per-event results of a 2xx answer.
+
+    ``{"results": [{"event_id": ..., "status": ...}, ...]}``; an answer without
+    ``results`` (e.g. 204) accepts the whole batch.
+    """
+    results: dict[str, dict[str, Any]] = {}
+    if response.content:
+        try:
+            data = response.json()
+        except ValueError:
+            raise _Rejected(f"HTTP {response.status_code}: body is not JSON") from None
+        raw = data.get("results") if isinstance(data, dict) else None
+        if raw is None:
+            return _Outcome(delivered=[p.event_id for p in batch])
+        if not isinstance(raw, list):
+            raise _Rejected("'results' is not a list")
+        for item in raw:
+            if isinstance(item, dict) and "event_id" in item:
+                results[str(item["event_id"])] = item
+    else:
+        return _Outcome(delivered=[p.event_id for p in batch])
+    outcome = _Outcome()
+    failed: set[tuple[str, str]] = set()
+    for pending in batch:
+        item = results.get(pending.event_id)
+        status = str(item.get("status")) if item else "missing"
+        if status in OK_STATUSES:
+            outcome.delivered.append(pending.event_id)
+        elif pending.aggregate not in failed:
+            failed.add(pending.aggregate)
+            detail = item.get("detail") or item.get("error") if item else None
+            reason = f"{status}: {detail}" if detail else status
+            outcome.failed.append((pending, reason))
+    return outcome
