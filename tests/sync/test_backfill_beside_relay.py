@@ -183,7 +183,11 @@ def test_backfill_waits_while_another_writer_holds_the_lock(tmp_path: Path) -> N
         env, log, "backfill", "inventory", "--sync", str(sync), stdout=subprocess.PIPE
     )
     try:
-        wait_until(lambda: "database is busy" in log.read_text(), "the busy warning")
+        wait_until(
+            lambda: "database is busy" in log.read_text(),
+            "the busy warning",
+            timeout=60,
+        )
         assert backfill.poll() is None, log.read_text()  # waiting, not failed
         holder.execute("ROLLBACK")
         out, _ = backfill.communicate(timeout=60)
@@ -213,13 +217,17 @@ def test_relay_waits_while_another_writer_holds_the_lock(
     holder = sqlite3.connect(db, isolation_level=None)
     try:
         # The relay has sent its first batch and waits for the answer...
-        wait_until(lambda: app.requests >= 1, "the relay's first request")
+        wait_until(lambda: app.requests >= 1, "the relay's first request", timeout=60)
         holder.execute("BEGIN IMMEDIATE")
         # ...which arrives while another writer holds the lock.
         app.release()
-        wait_until(lambda: "database is busy" in log.read_text(), "the busy warning")
+        wait_until(
+            lambda: "database is busy" in log.read_text(),
+            "the busy warning",
+            timeout=60,
+        )
         holder.execute("ROLLBACK")
-        wait_until(lambda: all_delivered(url, app), "every event delivered")
+        wait_until(lambda: all_delivered(url, app), "every event delivered", timeout=60)
         assert relay.poll() is None, log.read_text()
         relay.send_signal(signal.SIGTERM)
         out, _ = relay.communicate(timeout=30)
@@ -295,7 +303,9 @@ def test_backfill_beside_a_running_relay_and_shop_loses_nothing(
             assert backfill.returncode == 0, backfill_log.read_text()
             assert out.splitlines() == SNAPSHOT
             wait_until(
-                lambda: all_delivered(monolith_database, app), "every event delivered"
+                lambda: all_delivered(monolith_database, app),
+                "every event delivered",
+                timeout=60,
             )
             assert relay.poll() is None, relay_log.read_text()
         finally:

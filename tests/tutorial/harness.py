@@ -182,7 +182,9 @@ class Stack:
             raise
         ready = block.first("ready")
         if ready:
-            wait_until(lambda: ready in self._up_output(), f"{ready!r} printed")
+            wait_until(
+                lambda: ready in self._up_output(), f"{ready!r} printed", timeout=30
+            )
         return self._up_output()
 
     def _up_output(self) -> str:
@@ -241,7 +243,9 @@ def service_equals_monolith(
             got
         ) == _json_without_links(direct)
 
-    wait_until(same, f"{service} answers {path} as the monolith", float(timeout))
+    wait_until(
+        same, f"{service} answers {path} as the monolith", timeout=float(timeout)
+    )
 
 
 def parity(
@@ -282,7 +286,7 @@ def parity(
             and set(fields) <= groups
         )
 
-    wait_until(reached, f"parity of {route}: {counts()}")
+    wait_until(reached, f"parity of {route}: {counts()}", timeout=30)
     compared, bad, _ = counts()
     stack.compared_at_last_check[route] = compared
     if mismatched is not None:
