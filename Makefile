@@ -1,6 +1,19 @@
 # strangler: the two commands a newcomer needs are `make demo` and `make test`.
-PYTHON ?= python3.11
-VENV := .venv
+
+# The interpreter the venv is made with: `make PYTHON=/path/to/python3.X` wins;
+# otherwise the first of these that runs and is 3.11 or newer. 3.11 comes first
+# because CI runs the whole suite on it (SQLite and PostgreSQL), then 3.13 (CI
+# runs the SQLite suite on it), then 3.12, then whatever python3 is. Each one is
+# run, not just looked up: a pyenv shim exists for versions it will not start.
+# Looked for only when a venv is made, once.
+PYTHON_CANDIDATES := python3.11 python3.13 python3.12 python3
+find_python = $(shell for p in $(PYTHON_CANDIDATES); do \
+	$$p -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null \
+	&& { echo $$p; break; }; done)
+ifeq ($(origin PYTHON),undefined)
+PYTHON = $(eval PYTHON := $(find_python))$(PYTHON)
+endif
+VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 HOST ?= 127.0.0.1
@@ -10,7 +23,15 @@ PLAN ?= migration_plans/00-all-legacy.yaml
 .PHONY: install demo test test-sqlite test-postgres lint format bench clean
 
 $(STAMP): pyproject.toml
-	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@test -x $(BIN)/python || { \
+		if [ -z "$(PYTHON)" ]; then \
+			echo "no Python 3.11 or newer found (tried $(PYTHON_CANDIDATES));" \
+				"install one or run make PYTHON=/path/to/python3.X" >&2; exit 1; \
+		fi; \
+		$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || { \
+			echo "$(PYTHON) is not Python 3.11 or newer" >&2; exit 1; }; \
+		$(PYTHON) -m venv $(VENV); \
+	}
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	@touch $(STAMP)

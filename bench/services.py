@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import secrets
 import subprocess
 import sys
 from pathlib import Path
@@ -161,6 +162,10 @@ def monolith(registry: procs.Processes, probe: str) -> tuple[str, procs.Child]:
         "DATABASE_URL": f"sqlite:///{db}",
         "MONOLITH_LOG_LEVEL": "WARNING",
         "DJANGO_SETTINGS_MODULE": "legacy_monolith.settings",
+        # Its /internal/ endpoints are closed without one; the bench calls none,
+        # but runs the monolith as a deployment does.
+        "STRANGLER_INTERNAL_TOKEN": os.environ.get("STRANGLER_INTERNAL_TOKEN")
+        or secrets.token_urlsafe(32),
     }
     full_env = {**os.environ, **env}
     for command in (["migrate", "--noinput"], ["seed_shop", "--if-empty"]):

@@ -72,6 +72,8 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # /internal/... needs the internal credential, checked before anything else.
+    "legacy_monolith.outbox.internal.InternalCallerMiddleware",
     # WhiteNoise serves /static/ itself, so the monolith needs no web server in
     # front and static files work under ASGI with DEBUG off.
     "whitenoise.middleware.WhiteNoiseMiddleware",

@@ -6,10 +6,15 @@ that goes into logs, metrics and ``RequestRecord.error``::
     StranglerError                 kind
     ├── PlanError                  plan        a plan or sync file is invalid (issues)
     ├── PatternError               pattern     a ``match.path`` pattern is malformed
+    ├── UnknownRouteError          unknown_route no route has the name asked for
     ├── SettingsError              settings    process settings are invalid (issues)
     ├── CliError                   cli         a command failed; exit non-zero
     ├── StartupError               startup     a process of the stack did not start
+    ├── StackRequestError          stack_request  ``strangler up`` did not answer
+    ├── TokenFileError             token_file  a token file is unsafe or unreadable
     ├── ControlError               control     a promotion or rollback is refused
+    ├── CredentialError            credential  a credential to send is not configured
+    ├── LockHeld                   lock_held   another process holds a lock we need
     ├── PathError                  bad_request the request target is refused
     ├── ProxyError                 (per case)  a request the proxy answers itself
     └── UpstreamError              upstream    forwarding to an upstream failed
@@ -34,6 +39,8 @@ exceptions are used everywhere else. Classes that are also ``ValueError`` or
 
 from __future__ import annotations
 
+import difflib
+from collections.abc import Iterable
 from typing import Any, Protocol
 
 __all__ = [
@@ -43,6 +50,8 @@ __all__ = [
     "ConnectFailed",
     "ConnectTimeout",
     "ControlError",
+    "CredentialError",
+    "LockHeld",
     "PathError",
     "PatternError",
     "PlanError",
@@ -50,9 +59,12 @@ __all__ = [
     "ReadTimeout",
     "ResolverUnavailable",
     "SettingsError",
+    "StackRequestError",
     "StartupError",
     "StranglerError",
+    "TokenFileError",
     "TotalTimeout",
+    "UnknownRouteError",
     "UpstreamDown",
     "UpstreamError",
     "UpstreamReset",
@@ -84,6 +96,27 @@ class PatternError(StranglerError, ValueError):
     kind = "pattern"
 
 
+class UnknownRouteError(StranglerError, LookupError):
+    """A route was named that does not exist. ``known`` holds the names that
+    do; the message suggests the closest (``did you mean 'products'?``)."""
+
+    kind = "unknown_route"
+
+    def __init__(self, name: str, known: Iterable[str], where: str = "") -> None:
+        self.name = name
+        self.known = sorted(set(known))
+        close = difflib.get_close_matches(name, self.known, n=1)
+        self.suggestion: str | None = close[0] if close else None
+        message = f"no route named {name!r}" + (f" {where}" if where else "")
+        if self.suggestion is not None:
+            message += f"; did you mean {self.suggestion!r}?"
+        if self.known:
+            message += f" (known routes: {', '.join(self.known)})"
+        else:
+            message += " (there are no routes)"
+        super().__init__(message)
+
+
 class SettingsError(StranglerError, ValueError):
     """The settings are invalid; ``issues`` names each field and source."""
 
@@ -110,6 +143,20 @@ class StartupError(StranglerError, RuntimeError):
     kind = "startup"
 
 
+class StackRequestError(StranglerError):
+    """A request to a running ``strangler up`` could not be made or answered:
+    none runs in that state directory, it stopped, or it did not answer."""
+
+    kind = "stack_request"
+
+
+class TokenFileError(StranglerError):
+    """A token file cannot be used: readable by others, not the user's own,
+    empty or unreadable. The message says which file and what to do."""
+
+    kind = "token_file"
+
+
 class _Verdict(Protocol):
     """What :class:`ControlError` needs of the gate's ``GateDecision``."""
 
@@ -131,6 +178,20 @@ class ControlError(StranglerError):
         super().__init__(message)
         self.status = status
         self.decision = decision
+
+
+class CredentialError(StranglerError):
+    """A credential the process must send is not configured (e.g. the relay's
+    internal token: the message names the environment variable)."""
+
+    kind = "credential"
+
+
+class LockHeld(StranglerError):
+    """Another process holds a lock this one needs (e.g. a second relay on one
+    outbox); the message says which lock and, when known, who holds it."""
+
+    kind = "lock_held"
 
 
 class ProxyError(StranglerError):

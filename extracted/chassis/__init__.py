@@ -14,6 +14,8 @@ A service is its models, routers and event handlers plus a call to
 - :mod:`.identity`: the caller as the proxy vouches for it;
 - :mod:`.ingest`: idempotent ``POST /internal/events`` from the monolith's
   outbox; :mod:`.outbox`: the service's own outbox for the reverse sync;
+- :mod:`.internal`: every ``/internal/`` path requires the internal
+  credential (``Authorization: Bearer $STRANGLER_INTERNAL_TOKEN``);
 - :mod:`.health`: ``/health`` and ``/ready``.
 """
 

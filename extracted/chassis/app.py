@@ -12,6 +12,7 @@ from .database import Database
 from .errors import install_error_handlers
 from .health import health_router
 from .ingest import EventHandler, ingest_router
+from .internal import InternalCallerMiddleware
 from .logs import configure_logging
 from .middleware import RequestContextMiddleware
 from .rendering import DRFJSONResponse
@@ -33,6 +34,7 @@ def create_service_app(
     The app owns its :class:`Database` (``app.state.database``), migrates it at
     startup unless ``migrate_on_startup`` is off, serves ``/health``,
     ``/ready`` and ``POST /internal/events``, and renders errors as DRF does.
+    Every ``/internal/`` path needs the internal credential (:mod:`.internal`).
     """
     database = Database(settings.database_url)
     configure_logging(settings.name, settings.log_level)
@@ -56,6 +58,9 @@ def create_service_app(
     app.state.settings = settings
     app.state.database = database
     app.state.migrations = migrations
+    # Added first, so it runs inside the request context (its refusals carry
+    # the request id) and before routing.
+    app.add_middleware(InternalCallerMiddleware)
     app.add_middleware(RequestContextMiddleware)
     install_error_handlers(app)
     app.include_router(health_router)

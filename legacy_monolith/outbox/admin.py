@@ -4,7 +4,13 @@ from django.contrib import admin
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
-from .models import AggregateSequence, BackfillProgress, OutboxDelivery, OutboxEvent
+from .models import (
+    AggregateSequence,
+    BackfillProgress,
+    OutboxDelivery,
+    OutboxEvent,
+    RelayRefusal,
+)
 
 
 class DeliveryInline(admin.TabularInline):
@@ -69,3 +75,14 @@ class OutboxDeliveryAdmin(admin.ModelAdmin):
 
 admin.site.register(AggregateSequence)
 admin.site.register(BackfillProgress)
+
+
+@admin.register(RelayRefusal)
+class RelayRefusalAdmin(admin.ModelAdmin):
+    """Subscribers refusing the relay's credential (written by the relay)."""
+
+    list_display = ["subscriber", "status", "detail", "since"]
+    readonly_fields = ["subscriber", "status", "detail", "since"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False

@@ -24,7 +24,7 @@ from django.db import transaction
 from django.db.models import Count, Min, Q
 from django.utils import timezone
 
-from .models import DeliveryStatus, OutboxDelivery, OutboxEvent
+from .models import DeliveryStatus, OutboxDelivery, OutboxEvent, RelayRefusal
 
 __all__ = [
     "Lag",
@@ -35,7 +35,9 @@ __all__ = [
     "next_batch",
     "parked",
     "pattern_filter",
+    "refusals",
     "replay",
+    "set_refusal",
 ]
 
 # How many undelivered rows next_batch looks at per call, as a multiple of the
@@ -212,3 +214,37 @@ def lag(
         parked=int(known["parked"]),
         oldest_seconds=(now - min(oldest)).total_seconds() if oldest else None,
     )
+
+
+def set_refusal(
+    subscriber: str,
+    status: int | None,
+    detail: str = "",
+    since: dt.datetime | None = None,
+) -> None:
+    """Record that ``subscriber`` refuses the relay's credential (HTTP
+    ``status``); ``status`` None clears it (the subscriber accepts it again)."""
+    if status is None:
+        RelayRefusal.objects.filter(subscriber=subscriber).delete()
+        return
+    RelayRefusal.objects.update_or_create(
+        subscriber=subscriber,
+        defaults={
+            "status": status,
+            "detail": detail[:2000],
+            "since": since or timezone.now(),
+        },
+    )
+
+
+def refusals() -> list[dict[str, object]]:
+    """The subscribers that refused the relay, oldest first, as plain data."""
+    return [
+        {
+            "subscriber": r.subscriber,
+            "status": r.status,
+            "detail": r.detail,
+            "since": r.since,
+        }
+        for r in RelayRefusal.objects.order_by("since")
+    ]

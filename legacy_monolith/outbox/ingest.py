@@ -21,20 +21,18 @@ still reading those rows see them. The contract is the services' ingest
   request, and its delivery to the owner is created already ``suppressed``:
   nothing travels back to the service that made it (no ping-pong).
 
-Only loopback callers are accepted, or any caller with
-``Authorization: Bearer $STRANGLER_INTERNAL_TOKEN`` when that is set.
+Only callers with the internal credential get here: every ``/internal/``
+path is checked by :class:`.internal.InternalCallerMiddleware` before any view
+runs (``Authorization: Bearer $STRANGLER_INTERNAL_TOKEN``; never the peer
+address).
 """
 
 from __future__ import annotations
 
-import hmac
-import ipaddress
 import json
-import os
 import uuid
 from typing import Any
 
-from django.conf import settings
 from django.core.management.color import no_style
 from django.db import DatabaseError, IntegrityError, connection, transaction
 from django.db.models import ProtectedError
@@ -43,6 +41,7 @@ from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST
 
+from .internal import check_internal_credential
 from .models import IngestedEvent, IngestVersion
 from .ownership import applying_events, owner_of
 from .recording import record_event
@@ -51,19 +50,6 @@ from .snapshot import aggregate_models
 __all__ = ["apply_event", "ingest_events"]
 
 _FIELDS = ("event_id", "type", "aggregate_type", "aggregate_id", "sequence", "payload")
-
-
-def _allowed(request: HttpRequest) -> bool:
-    token = getattr(settings, "STRANGLER_INTERNAL_TOKEN", None) or os.environ.get(
-        "STRANGLER_INTERNAL_TOKEN"
-    )
-    if token:
-        sent = request.headers.get("Authorization", "")
-        return hmac.compare_digest(sent.encode(), f"Bearer {token}".encode())
-    try:
-        return ipaddress.ip_address(request.META.get("REMOTE_ADDR", "")).is_loopback
-    except ValueError:
-        return False
 
 
 def _upsert(model: Any, pk: Any, payload: dict[str, Any], source: str) -> None:
@@ -155,10 +141,10 @@ def apply_event(raw: Any) -> dict[str, str]:
 @require_POST
 def ingest_events(request: HttpRequest) -> JsonResponse:
     """Apply a batch (``{"events": [...]}``) in order; one result per event."""
-    if not _allowed(request):
-        return JsonResponse(
-            {"detail": "internal endpoint", "code": "forbidden"}, status=403
-        )
+    # The middleware refused this already; checked again so that the view is
+    # never open in a project that leaves the middleware out.
+    if refusal := check_internal_credential(request.headers.get("Authorization")):
+        return refusal.response()
     try:
         body = json.loads(request.body)
     except ValueError:

@@ -182,3 +182,20 @@ class IngestVersion(models.Model):
                 name="outbox_ingest_version_unique",
             )
         ]
+
+
+class RelayRefusal(models.Model):
+    """A subscriber that refused the relay's credential (HTTP 401/403).
+
+    Written by the relay when it stops delivering to that subscriber, cleared
+    by the next relay the subscriber accepts; ``strangler relay parked`` shows
+    it. The subscriber's events stay pending meanwhile.
+    """
+
+    subscriber = models.CharField(max_length=64, unique=True)
+    status = models.PositiveSmallIntegerField()
+    detail = models.TextField(blank=True)
+    since = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return f"{self.subscriber} refuses the relay: HTTP {self.status}"

@@ -2,7 +2,9 @@
 
 Every state change is a POST answered by a redirect (post/redirect/get) with a
 flash message, except a checkout that fails, which re-renders the form with
-the error so the customer can fix the card and try again.
+the error so the customer can fix the card and try again. Every page that
+answers GET answers HEAD too (``require_safe``): the same status and headers,
+no body (link checkers, load balancers and ``curl -I`` send HEAD).
 """
 
 from __future__ import annotations
@@ -15,7 +17,11 @@ from django.core.paginator import Paginator
 from django.db.models import F, Q, QuerySet, Sum
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
-from django.views.decorators.http import require_GET, require_http_methods, require_POST
+from django.views.decorators.http import (
+    require_http_methods,
+    require_POST,
+    require_safe,
+)
 from rest_framework.exceptions import ValidationError
 
 from ..catalog.models import Category, Product
@@ -31,13 +37,13 @@ PRODUCTS_PER_PAGE = 12
 ORDERS_PER_PAGE = 10
 
 
-@require_GET
+@require_safe
 def home(request: HttpRequest) -> HttpResponse:
     """The shop's front door is the product list."""
     return redirect("storefront:product-list")
 
 
-@require_GET
+@require_safe
 def product_list(request: HttpRequest) -> HttpResponse:
     """Active products, filtered by ``?category=<slug>`` and ``?q=<text>``."""
     products = _with_availability(
@@ -70,7 +76,7 @@ def product_list(request: HttpRequest) -> HttpResponse:
     )
 
 
-@require_GET
+@require_safe
 def product_detail(request: HttpRequest, slug: str) -> HttpResponse:
     """One product: price, availability and the add-to-cart form."""
     product = get_object_or_404(
@@ -88,7 +94,7 @@ def product_detail(request: HttpRequest, slug: str) -> HttpResponse:
     )
 
 
-@require_GET
+@require_safe
 def cart_detail(request: HttpRequest) -> HttpResponse:
     """The cart with today's prices and a form per line."""
     cart = Cart(request.session)
@@ -139,7 +145,7 @@ def cart_remove(request: HttpRequest) -> HttpResponse:
 
 
 @login_required
-@require_http_methods(["GET", "POST"])
+@require_http_methods(["GET", "HEAD", "POST"])
 def checkout(request: HttpRequest) -> HttpResponse:
     """Pay for the cart. Success redirects to the new order's page."""
     cart = Cart(request.session)
@@ -171,7 +177,7 @@ def checkout(request: HttpRequest) -> HttpResponse:
 
 
 @login_required
-@require_GET
+@require_safe
 def order_list(request: HttpRequest) -> HttpResponse:
     """The signed-in customer's orders, newest first."""
     mine = orders.visible_orders(request.user).filter(customer=request.user)
@@ -182,7 +188,7 @@ def order_list(request: HttpRequest) -> HttpResponse:
 
 
 @login_required
-@require_GET
+@require_safe
 def order_detail(request: HttpRequest, number: str) -> HttpResponse:
     """One order with its lines, payment and history (404 if not yours)."""
     order = get_object_or_404(orders.visible_orders(request.user), number=number)

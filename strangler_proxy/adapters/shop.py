@@ -31,8 +31,10 @@ from pathlib import Path
 from typing import Any
 
 from strangler_proxy.devstack.stack import ServiceDef, StackApp
+from strangler_proxy.exceptions import LockHeld
 from strangler_proxy.sync.adapter import EntityRows
-from strangler_proxy.sync.outbox import Lag, Pending
+from strangler_proxy.sync.lock import HeldLock, advisory_key, file_lock, process_lock
+from strangler_proxy.sync.outbox import Lag, Pending, Refusal
 from strangler_proxy.sync.ownership import ServiceOutbox
 from strangler_proxy.sync.reconcile import Row, canonical, service_engine
 
@@ -122,6 +124,84 @@ class DjangoOutbox:
     def replay(self, event_id: str, subscriber: str | None = None) -> int:
         self._close_old()
         return int(self._delivery.replay(event_id, subscriber))
+
+    def set_refusal(self, subscriber: str, refusal: Refusal | None) -> None:
+        self._close_old()
+        if refusal is None:
+            self._delivery.set_refusal(subscriber, None)
+        else:
+            self._delivery.set_refusal(
+                subscriber, refusal.status, refusal.detail, refusal.since
+            )
+
+    def refusals(self) -> list[Refusal]:
+        self._close_old()
+        return [
+            Refusal(
+                str(r["subscriber"]), int(r["status"]), str(r["detail"]), r["since"]
+            )
+            for r in self._delivery.refusals()
+        ]
+
+    def lock(self) -> HeldLock:
+        """One forward relay per monolith outbox: an advisory lock on a
+        connection of its own (PostgreSQL), else a file lock next to the
+        SQLite file (see :mod:`strangler_proxy.sync.lock`)."""
+        from django.db import connections
+
+        what = "the monolith's outbox (forward relay)"
+        name = "relay-forward"
+        vendor = connections["default"].vendor
+        settings_dict = connections["default"].settings_dict
+        if vendor == "sqlite":
+            database = str(settings_dict["NAME"])
+            if connections["default"].is_in_memory_db():
+                return process_lock(f"{database}#{name}", what)
+            return file_lock(Path(f"{database}.{name}.lock"), what)
+        if vendor != "postgresql":
+            raise LockHeld(f"cannot lock {what} on {vendor}")
+        return _DjangoAdvisoryLock.take(advisory_key(name), what)
+
+
+class _DjangoAdvisoryLock:
+    """``pg_try_advisory_lock`` on a connection of its own, kept open: Django
+    closes its per-thread connections between calls, which would drop it."""
+
+    def __init__(self, connection: Any, key: int) -> None:
+        self._connection: Any = connection
+        self._key = key
+
+    @classmethod
+    def take(cls, key: int, what: str) -> _DjangoAdvisoryLock:
+        from django.db import connections
+
+        connection = connections.create_connection("default")
+        connection.inc_thread_sharing()  # taken and released by any thread
+        try:
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT pg_try_advisory_lock(%s)", [key])
+                taken = bool(cursor.fetchone()[0])
+        except BaseException:
+            connection.close()
+            raise
+        if not taken:
+            connection.close()
+            raise LockHeld(
+                f"another relay holds the lock on {what} (PostgreSQL advisory lock "
+                f"{key}); stop it first: only one relay may deliver an outbox at "
+                "a time"
+            )
+        return cls(connection, key)
+
+    def release(self) -> None:
+        if self._connection is None:
+            return
+        connection, self._connection = self._connection, None
+        try:
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT pg_advisory_unlock(%s)", [self._key])
+        finally:
+            connection.close()
 
 
 def _module(name: str) -> Any:

@@ -12,6 +12,7 @@ _COMMANDS = {
     "proxy": "proxy",  # strangler proxy --plan FILE
     "monolith": "commands",  # strangler monolith (and its old name, demo)
     "up": "up",  # strangler up: the whole stack, supervised
+    "sync": "sync",  # strangler sync apply FILE|stop: relays of a running up
     "relay": "relay",  # strangler relay --sync FILE (outbox -> services)
     "backfill": "backfill",  # strangler backfill SERVICE --sync FILE
     "reconcile": "reconcile",  # strangler reconcile SERVICE --sync FILE

@@ -7,11 +7,9 @@ import signal
 
 import click
 
-from strangler_proxy.exceptions import CliError
+from strangler_proxy.exceptions import CliError, CredentialError, LockHeld
 from strangler_proxy.observe.logs import configure_logging
 from strangler_proxy.sync import ownership as owning
-from strangler_proxy.sync.config import SyncConfig
-from strangler_proxy.sync.outbox import OutboxStore
 from strangler_proxy.sync.relay import Relay
 
 from ._sync import adapter_for, load
@@ -59,7 +57,11 @@ def apply(sync_file: str) -> None:
 )
 @click.option("--once", is_flag=True, help="Deliver what is due, then exit.")
 def relay(service: str, sync_file: str, database_url: str | None, once: bool) -> None:
-    """Relay SERVICE's outbox to the monolith for the entities it owns."""
+    """Relay SERVICE's outbox to the monolith for the entities it owns.
+
+    Sends the token in ownership.token_env (default STRANGLER_INTERNAL_TOKEN).
+    With --once, exits 1 when the monolith refused it or could not be reached.
+    """
     try:
         declared = load(sync_file)
         config = owning.reverse_config(declared, service)
@@ -70,14 +72,33 @@ def relay(service: str, sync_file: str, database_url: str | None, once: bool) ->
     except (LookupError, OSError) as exc:
         raise CliError(str(exc)) from exc
     configure_logging("info", "json")  # on stderr; `up` renders it
-    asyncio.run(_run(config, store, once))
+    try:
+        relay_ = Relay(config, store)
+    except CredentialError as exc:
+        store_close = getattr(store, "close", None)
+        if callable(store_close):
+            store_close()
+        raise CliError(str(exc)) from exc
+    try:
+        asyncio.run(_run(relay_, once))
+    except LockHeld as exc:
+        raise CliError(str(exc)) from exc
+    refused = relay_.refusals()
+    if refused:
+        raise CliError("; ".join(refusal.describe() for refusal in refused))
+    monolith = relay_.stats()["subscribers"][owning.MONOLITH]
+    if once and not monolith["available"]:
+        raise CliError(
+            f"the monolith is unavailable ({monolith['last_error']}): events "
+            "left undelivered"
+        )
 
 
-async def _run(config: SyncConfig, store: OutboxStore, once: bool) -> None:
-    async with Relay(config, store) as relay:
+async def _run(relay: Relay, once: bool) -> None:
+    async with relay:
         if once:
-            sent = await relay.drain()
-            click.echo(f"delivered {sent} events")
+            await relay.drain()
+            click.echo(f"delivered {relay.stats()['delivered']} events")
             return
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()

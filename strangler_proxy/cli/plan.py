@@ -10,7 +10,14 @@ import click
 import httpx
 
 from strangler_proxy.exceptions import CliError, PathError, PlanError
-from strangler_proxy.plan import Plan, load_plan, plan_json_schema, version_hash
+from strangler_proxy.plan import (
+    Plan,
+    load_plan,
+    parse_plan,
+    plan_json_schema,
+    version_hash,
+)
+from strangler_proxy.plan.load import read_document
 from strangler_proxy.proxy.routing import Router, canary_bucket, sticky_key
 from strangler_proxy.proxy.target import normalise_target
 
@@ -36,7 +43,8 @@ def plan() -> None:
 def validate(files: tuple[str, ...]) -> None:
     """Check each plan FILE completely; print every problem with file and line.
 
-    Exits with status 1 if any plan is invalid.
+    The version printed is the one the running proxy reports for the same plan
+    (``GET /admin/plan``). Exits with status 1 if any plan is invalid.
     """
     failed = 0
     for name in files:
@@ -47,7 +55,7 @@ def validate(files: tuple[str, ...]) -> None:
             for issue in exc.issues:
                 click.echo(issue, err=True)
             continue
-        digest = version_hash(Path(name).read_bytes())
+        digest = version_hash(loaded)
         count = len(loaded.routes)
         noun = "route" if count == 1 else "routes"
         click.echo(f"ok: {name} ({count} {noun}, version {digest})")
@@ -163,12 +171,13 @@ def apply(
     if force and not (reason or "").strip():
         raise CliError("--force needs --reason TEXT (it is recorded)")
     try:
-        load_plan(file)
+        # Read once: the text validated is the text sent.
+        text = read_document(Path(file), "plan")
+        parse_plan(text, file)
     except PlanError as exc:
         for issue in exc.issues:
             click.echo(issue, err=True)
         raise CliError(f"invalid plan: {file} (not sent)") from None
-    text = Path(file).read_text(encoding="utf-8")
     headers = {
         "authorization": f"Bearer {admin_token(token)}",
         "content-type": "application/yaml",

@@ -13,7 +13,7 @@ from typing import Any
 import click
 import httpx
 
-from strangler_proxy.exceptions import CliError
+from strangler_proxy.exceptions import CliError, UnknownRouteError
 
 from ._admin import admin_token, operator
 
@@ -58,6 +58,16 @@ def _admin_options(command: Any) -> Any:
     )(command)
 
 
+def _unknown_route(admin: str, token: str | None, route: str) -> CliError:
+    """``no route named 'ordres'; did you mean 'orders'? (known routes: ...)``,
+    the names asked of the admin API."""
+    code, data = _call(admin, token, "GET", "/admin/routes")
+    if code != 200:
+        return CliError(f"no route named {route!r}")
+    names = [str(r["name"]) for r in data.get("routes", [])]
+    return CliError(str(UnknownRouteError(route, names)))
+
+
 def _refused(data: dict[str, Any]) -> CliError:
     lines = [str(data.get("error", "refused"))]
     gate = data.get("gate")
@@ -98,6 +108,8 @@ def promote(
         f"/admin/routes/{route}/promote",
         {"to": to, "force": force, "reason": reason, "who": operator(who)},
     )
+    if code == 404:
+        raise _unknown_route(admin, token, route)
     if code != 200:
         raise _refused(data)
     change = data["change"]
@@ -132,6 +144,8 @@ def rollback(
         f"/admin/routes/{route}/rollback",
         {"to": to, "reason": reason, "who": operator(who)},
     )
+    if code == 404:
+        raise _unknown_route(admin, token, route)
     if code != 200:
         raise _refused(data)
     change = data["change"]

@@ -108,6 +108,13 @@ def _env(field: str) -> str:
     f"[30; env: {_env('shutdown_timeout')}]",
 )
 @click.option(
+    "--header-timeout",
+    type=float,
+    default=None,
+    help="Seconds a client gets to send a request's headers; 408 and close "
+    f"beyond (nginx's client_header_timeout) [10; env: {_env('header_timeout')}]",
+)
+@click.option(
     "--workers",
     type=int,
     default=None,

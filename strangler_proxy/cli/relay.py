@@ -10,10 +10,10 @@ from typing import Any
 
 import click
 
-from strangler_proxy.exceptions import CliError
+from strangler_proxy.exceptions import CliError, CredentialError, LockHeld
 from strangler_proxy.observe.logs import configure_logging
 from strangler_proxy.plan import parse_duration
-from strangler_proxy.sync.outbox import OutboxStore
+from strangler_proxy.sync.outbox import OutboxStore, RefusalLog
 
 from ._sync import adapter_for, load
 
@@ -50,7 +50,9 @@ def relay(
     """Deliver outbox events to the subscribers of a sync FILE.
 
     Runs until Ctrl-C (or SIGTERM); with --once, exits after one pass and
-    prints the delivery counters as JSON.
+    prints the delivery counters as JSON. Each subscriber is sent the token
+    in its token_env variable (default STRANGLER_INTERNAL_TOKEN); one that
+    refuses it (401/403) gets nothing more from this relay, and --once exits 1.
     """
     ctx.obj = sync_file
     if ctx.invoked_subcommand is not None:
@@ -62,7 +64,10 @@ def relay(
     # On stderr, in JSON (which `up` renders), not on the monolith's stdout:
     # with --once, stdout is the counters. httpx's per-request lines are off.
     configure_logging("info", "json")
-    relay_ = Relay(config, store, batch=batch, poll=_duration(poll))
+    try:
+        relay_ = Relay(config, store, batch=batch, poll=_duration(poll))
+    except CredentialError as exc:
+        raise CliError(str(exc)) from exc
 
     async def main() -> dict[str, Any]:
         async with relay_:
@@ -79,8 +84,14 @@ def relay(
                 await relay_.run(stop)
             return relay_.stats()
 
-    stats = asyncio.run(main())
+    try:
+        stats = asyncio.run(main())
+    except LockHeld as exc:
+        raise CliError(str(exc)) from exc
     click.echo(json.dumps(stats, indent=2, sort_keys=True))
+    refused = relay_.refusals()
+    if refused:
+        raise CliError("; ".join(refusal.describe() for refusal in refused))
     down = [n for n, s in stats["subscribers"].items() if not s["available"]]
     if once and down:
         raise CliError(f"subscribers unavailable, events left undelivered: {down}")
@@ -96,8 +107,17 @@ def _outbox(sync_file: str | None) -> OutboxStore:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.pass_obj
 def parked(sync_file: str | None, subscriber: str | None, as_json: bool) -> None:
-    """List parked events: rejected max_attempts times, blocking their aggregate."""
-    rows = _outbox(sync_file).parked(subscriber)
+    """List parked events: rejected max_attempts times, blocking their aggregate.
+
+    Also says which subscribers refused the relay's credential (on stderr with
+    --json): their events are not parked but wait until a relay they accept runs.
+    """
+    store = _outbox(sync_file)
+    rows = store.parked(subscriber)
+    refusals = store.refusals() if isinstance(store, RefusalLog) else []
+    for refusal in refusals:
+        if subscriber in (None, refusal.subscriber):
+            click.echo(f"REFUSED  {refusal.describe()}", err=as_json)
     if as_json:
         click.echo(json.dumps(rows, indent=2))
         return

@@ -8,7 +8,7 @@ from typing import IO
 
 import click
 
-from strangler_proxy.exceptions import CliError
+from strangler_proxy.exceptions import CliError, UnknownRouteError
 from strangler_proxy.parity import open_store
 from strangler_proxy.reports import Report, build_report, parse_rate, parse_since
 from strangler_proxy.reports.html import render_html
@@ -36,7 +36,11 @@ def _store_exists(target: str) -> bool:
     help="Parity store: a SQLite path or a postgresql:// URL "
     "(env STRANGLER_PARITY_STORE).",
 )
-@click.option("--route", help="Only this route (default: every route in the store).")
+@click.option(
+    "--route",
+    help="Only this route (default: every route in the store). A route the "
+    "store has no result of is an error.",
+)
 @click.option("--since", help="Only results of this recent period: 30m, 1h, 2d.")
 @click.option(
     "--format",
@@ -78,7 +82,10 @@ def report(
     if not _store_exists(store):
         raise CliError(f"no parity store at {store} (see --store)")
     with open_store(store) as parity:
-        result = build_report(parity, route=route, since=window)
+        try:
+            result = build_report(parity, route=route, since=window)
+        except UnknownRouteError as exc:
+            raise CliError(str(exc)) from None
     if output is not None:
         with output.open("w", encoding="utf-8") as file:
             _write(result, fmt, file, colour=False)

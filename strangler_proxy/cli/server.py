@@ -20,16 +20,23 @@ exit into death by SIGTERM):
   seconds to finish, then the runtime closes its upstream pools; exit code 0.
   A second SIGINT (Ctrl-C twice) stops waiting for requests in flight.
 * SIGHUP: reload the plan file.
+
+The proxy's connections are :class:`~strangler_proxy.proxy.edge.EdgeProtocol`\\ s
+(uvicorn's httptools protocol plus a header timeout, lingering close and
+draining). Both listening sockets are bound here before anything starts, so a
+port already in use is one plain error line and exit status 1.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
 import os
 import secrets
 import signal
+import socket
 import time
 from collections.abc import Callable, Coroutine, Generator
 from pathlib import Path
@@ -47,6 +54,7 @@ from strangler_proxy.observe.accesslog import AccessLog, QueryCapture
 from strangler_proxy.observe.metrics import ProxyMetrics
 from strangler_proxy.plan import load_plan
 from strangler_proxy.proxy.app import create_app
+from strangler_proxy.proxy.edge import EdgeServer, EdgeState, edge_protocol
 from strangler_proxy.proxy.records import RequestRecord
 from strangler_proxy.proxy.runtime import Runtime, RuntimeHolder
 from strangler_proxy.proxy.settings import ProxySettings
@@ -57,12 +65,46 @@ __all__ = ["ProxyServer", "run", "write_admin_token"]
 logger = logging.getLogger("strangler.proxy")
 
 
+@contextlib.contextmanager
+def _no_signals(server: uvicorn.Server) -> Generator[None, None, None]:
+    yield
+
+
 class _Server(uvicorn.Server):
     """A uvicorn server that leaves signal handling to :class:`ProxyServer`."""
 
-    @contextlib.contextmanager
-    def capture_signals(self) -> Generator[None, None, None]:
-        yield
+    capture_signals = _no_signals
+
+
+class _EdgeServer(EdgeServer):
+    """The proxy's server: draining, header timeouts; signals left to us."""
+
+    capture_signals = _no_signals
+
+
+def _listen(host: str, port: int, *, admin: bool) -> socket.socket:
+    """A listening socket on ``host:port``; :class:`CliError` saying what to do
+    when it cannot be had (uvicorn would log it among its startup lines)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    flag = "--admin-port" if admin else "--port"
+    what = "admin port" if admin else "port"
+    try:
+        sock = socket.create_server(
+            (host.strip("[]"), port), family=family, backlog=2048
+        )
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            raise CliError(
+                f"{what} {port} is already in use (another strangler proxy?); "
+                f"stop it or pass {flag}"
+            ) from None
+        host_flag = "--admin-host" if admin else "--host"
+        raise CliError(
+            f"cannot listen on {_url(host, port)}: {exc.strerror or exc}; "
+            f"check {host_flag} and {flag}"
+        ) from None
+    sock.set_inheritable(True)
+    return sock
 
 
 def write_admin_token(path: Path, token: str) -> None:
@@ -119,6 +161,11 @@ class ProxyServer:
             self.holder, settings.plan, self.history, controller=self.controller
         )
         self.metrics.add_runtime(lambda: self.holder.current, self.history)
+        self.edge = EdgeState(
+            header_timeout=settings.header_timeout,
+            request_id_header=lambda: self.holder.current.policy.request_id_header,
+        )
+        self.metrics.add_edge(self.edge)
         observers: list[Callable[[RequestRecord], None]] = [self.metrics.observe]
         self.access_log: AccessLog | None = None
         if settings.access_log:
@@ -149,11 +196,12 @@ class ProxyServer:
         self.shutting_down = False
         self.started = False
         self._tasks: set[asyncio.Task[Any]] = set()
-        self.proxy_server = _Server(
+        self.proxy_server = _EdgeServer(
             uvicorn.Config(
                 ProbeMiddleware(proxy_asgi, ready=self.ready),
                 host=settings.host,
                 port=settings.port,
+                http=edge_protocol(self.edge),
                 lifespan="on",
                 log_config=None,
                 access_log=False,
@@ -164,9 +212,10 @@ class ProxyServer:
                 # Client addresses and X-Forwarded-* are the proxy's business
                 # (proxy.trusted_hops), not uvicorn's.
                 proxy_headers=False,
-                # Annotated int, used as asyncio.wait_for's float timeout.
+                # Annotated int, used as asyncio.timeout's float timeout.
                 timeout_graceful_shutdown=cast(int, settings.shutdown_timeout),
-            )
+            ),
+            self.edge,
         )
         self.admin_server = _Server(
             uvicorn.Config(
@@ -216,10 +265,12 @@ class ProxyServer:
     def _on_sighup(self) -> None:
         self._spawn(self.reloader.reload("signal"))
 
-    async def _start(self, server: _Server) -> asyncio.Task[bool]:
+    async def _start(
+        self, server: uvicorn.Server, sock: socket.socket
+    ) -> asyncio.Task[bool]:
         async def serve() -> bool:
             try:
-                await server.serve()
+                await server.serve(sockets=[sock])
             except SystemExit:  # uvicorn's way of saying it could not start
                 return False
             return server.started
@@ -242,15 +293,26 @@ class ProxyServer:
 
     async def serve(self) -> int:
         """Run until stopped; the exit status: 0 after a graceful shutdown."""
-        installed = self._install_signals()
+        settings = self.settings
+        installed: list[int] = []
         watch: asyncio.Task[Any] | None = None
         progression: asyncio.Task[Any] | None = None
         try:
-            proxy_task = await self._start(self.proxy_server)
+            proxy_sock = _listen(settings.host, settings.port, admin=False)
+            try:
+                admin_sock = _listen(
+                    settings.admin_host, settings.admin_port, admin=True
+                )
+            except CliError:
+                proxy_sock.close()
+                raise
+            installed = self._install_signals()
+            proxy_task = await self._start(self.proxy_server, proxy_sock)
             if proxy_task.done():
                 logger.error("the proxy could not start")
+                admin_sock.close()
                 return 1
-            admin_task = await self._start(self.admin_server)
+            admin_task = await self._start(self.admin_server, admin_sock)
             if admin_task.done():
                 logger.error("the admin API could not start")
                 self.request_shutdown()
@@ -283,7 +345,7 @@ class ProxyServer:
             if self.access_log is not None:
                 self.access_log.close()
 
-    def _bound_port(self, server: _Server, configured: int) -> int:
+    def _bound_port(self, server: uvicorn.Server, configured: int) -> int:
         if configured:
             return configured
         listeners = getattr(server, "servers", [])

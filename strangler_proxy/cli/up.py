@@ -8,7 +8,13 @@ stream and restarts a process that dies. Ctrl-C (SIGINT), SIGTERM or SIGHUP
 stop everything, last started first, and the command exits 0.
 
 While it runs, ``<var-dir>/up.json`` holds the pid of ``up`` and of each
-process it runs (for scripts and for checking that nothing is left behind).
+process it runs (for scripts and for checking that nothing is left behind),
+and ``<var-dir>/up-requests/`` takes the requests of ``strangler sync apply``,
+which change the relays without restarting the proxy (:mod:`._live`).
+
+The admin token is kept in ``<var-dir>/admin-token`` (0600) across restarts
+and given to the proxy in its environment; ``--rotate-admin-token`` makes a
+new one.
 """
 
 from __future__ import annotations
@@ -17,6 +23,7 @@ import os
 import signal
 import sys
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -24,15 +31,17 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import click
 import orjson
 
-from strangler_proxy.exceptions import CliError, PlanError
+from strangler_proxy.exceptions import CliError, PlanError, TokenFileError
 
 if TYPE_CHECKING:
     from strangler_proxy.devstack.stack import Stack
+    from strangler_proxy.devstack.token_file import Token
 
-__all__ = ["up"]
+__all__ = ["running_up", "up"]
 
 DEFAULT_PLAN = Path("migration_plans/00-all-legacy.yaml")
 STATUS_FILE = "up.json"
+ADMIN_TOKEN_FILE = "admin-token"
 
 _F = TypeVar("_F", bound=Callable[..., Any])
 
@@ -70,7 +79,11 @@ def _banner(stack: Stack, plan: Path) -> str:
         f"  admin token        {stack.admin_token_source} "
         "(send it as 'Authorization: Bearer <token>' to the admin API and metrics;\n"
         "                     open the dashboard once as .../dashboard/?token=<token>)",
+        f"  internal token     {stack.internal_token_source} (the /internal/ "
+        "endpoints require it; the relays send it)",
         "  sign in            staff / staff-password, customer1 / password (demo data)",
+        "  sync files         `strangler sync apply FILE` starts or changes the relays"
+        " (no restart)",
         "Press Ctrl-C to stop everything.",
     ]
     return "\n".join(lines) + "\n"
@@ -109,9 +122,40 @@ class _StatusFile:
             return []
         if _alive(pid):
             raise CliError(
-                f"strangler up is already running (pid {pid}) with {self.path.parent}"
+                f"strangler up is already running (pid {pid}) with "
+                f"{self.path.parent}; `strangler sync apply FILE` changes its "
+                "relays without a restart"
             )
         return [p for p in pids if _alive(p)]
+
+
+def _admin_token(var_dir: Path, rotate: bool) -> Token | None:
+    """The proxy's admin token, kept in ``admin-token`` across restarts.
+
+    None when ``$STRANGLER_ADMIN_TOKEN`` sets it: the proxy inherits it.
+    """
+    from strangler_proxy.devstack.token_file import read_or_create_token
+
+    if os.environ.get("STRANGLER_ADMIN_TOKEN"):
+        if rotate:
+            raise CliError(
+                "--rotate-admin-token: the token comes from $STRANGLER_ADMIN_TOKEN; "
+                "change it there"
+            )
+        return None
+    try:
+        return read_or_create_token(var_dir / ADMIN_TOKEN_FILE, rotate=rotate)
+    except TokenFileError as exc:
+        raise CliError(str(exc)) from None
+
+
+def running_up(var_dir: Path) -> int | None:
+    """The pid of the ``strangler up`` running with ``var_dir``, if one does."""
+    try:
+        pid = int(orjson.loads((var_dir / STATUS_FILE).read_bytes())["pid"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return pid if _alive(pid) else None
 
 
 def _alive(pid: int) -> bool:
@@ -180,6 +224,12 @@ def _alive(pid: int) -> bool:
     show_default=True,
     help="Seconds a process gets to stop after SIGTERM before SIGKILL.",
 )
+@click.option(
+    "--rotate-admin-token",
+    is_flag=True,
+    help="Write a new admin token to --var-dir/admin-token (by default the one "
+    "there is kept across restarts).",
+)
 def up(
     plan: Path,
     host: str,
@@ -194,14 +244,19 @@ def up(
     services: bool,
     log_format: str,
     grace: float,
+    rotate_admin_token: bool,
 ) -> None:
     """Run the monolith, the services and the proxy, until Ctrl-C."""
     from strangler_proxy.adapters.shop import SHOP
+    from strangler_proxy.devstack.mailbox import DIRECTORY as MAILBOX
+    from strangler_proxy.devstack.mailbox import Mailbox
     from strangler_proxy.devstack.stack import StackConfig, build_stack
     from strangler_proxy.devstack.supervisor import LogStream, Supervisor
     from strangler_proxy.exceptions import StartupError
     from strangler_proxy.plan import load_plan
     from strangler_proxy.sync.config import load_sync
+
+    from ._live import LiveStack
 
     if not plan.is_file():
         raise CliError(
@@ -225,6 +280,9 @@ def up(
     # Before build_stack, which may rewrite the plan copy a running `up` uses.
     status_file = _StatusFile(var_dir / STATUS_FILE)
     stale = status_file.check_previous()
+    # After the check: the token of a running `up` is never rotated under it.
+    token = _admin_token(var_dir, rotate_admin_token)
+    config = replace(config, admin_token=token.value if token else None)
     try:
         stack = build_stack(config)
         load_plan(stack.plan)
@@ -234,6 +292,8 @@ def up(
         raise CliError(
             "invalid plan or sync file:\n  " + "\n  ".join(exc.issues)
         ) from None
+    except TokenFileError as exc:  # var/internal-token
+        raise CliError(str(exc)) from None
     except (OSError, ValueError) as exc:
         raise CliError(f"cannot read the plan or sync file: {exc}") from None
 
@@ -249,6 +309,12 @@ def up(
         log.note(f"skipping {reason}")
     if stack.plan != config.plan:
         log.note(f"ports differ from the plan's: the proxy uses {stack.plan}")
+    if token is not None:
+        log.note(
+            f"admin token {'written to' if token.created else 'kept from'} {token.path}"
+        )
+    mailbox = Mailbox(var_dir / MAILBOX)
+    live = LiveStack(supervisor, config, stack, mailbox, log)
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
         supervisor.request_stop(signum)
@@ -256,6 +322,7 @@ def up(
     stop_signals = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
     previous = {signum: signal.signal(signum, on_signal) for signum in stop_signals}
     try:
+        mailbox.open()
         try:
             started = supervisor.start()
         except StartupError as exc:
@@ -264,11 +331,12 @@ def up(
             log.note("stopped")
             return
         log.announce(_banner(stack, plan))
-        status = supervisor.supervise()
+        status = supervisor.supervise(tick=live)
         log.note("stopped")
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
+        mailbox.close()
         status_file.remove()
     if status:
         sys.exit(status)

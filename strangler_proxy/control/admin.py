@@ -35,6 +35,8 @@ import orjson
 
 from strangler_proxy.exceptions import ControlError
 from strangler_proxy.observe.metrics import CONTENT_TYPE, ProxyMetrics
+from strangler_proxy.plan.load import size_problem
+from strangler_proxy.plan.yamlmarks import MAX_DOCUMENT_BYTES
 from strangler_proxy.proxy.responses import http_date
 
 from .controller import Controller
@@ -51,7 +53,9 @@ __all__ = ["PROBE_PREFIX", "AdminApp", "ProbeMiddleware"]
 logger = logging.getLogger(__name__)
 
 PROBE_PREFIX = "/_strangler/"
-MAX_PLAN_BODY = 1024 * 1024
+# A plan posted to /admin/reload is bounded like a plan file (1 MiB), and the
+# body is not read past that.
+MAX_PLAN_BODY = MAX_DOCUMENT_BYTES
 
 _JSON = b"application/json"
 
@@ -242,7 +246,7 @@ class AdminApp:
     async def _reload(self, scope: Scope, receive: Receive) -> Response:
         body = await _read_body(receive, MAX_PLAN_BODY)
         if body is None:
-            return _json(413, {"error": f"plan body over {MAX_PLAN_BODY} bytes"})
+            return _json(413, {"error": f"plan body {size_problem()}"})
         text: str | None = None
         if body.strip():
             try:

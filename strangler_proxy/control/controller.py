@@ -22,10 +22,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from strangler_proxy.exceptions import ControlError
+from strangler_proxy.exceptions import ControlError, UnknownRouteError
 from strangler_proxy.observe.sides import SideStats
 from strangler_proxy.plan import Plan, Route
 from strangler_proxy.proxy.runtime import Runtime, RuntimeHolder
@@ -198,6 +199,7 @@ class Controller:
         clearing of an override already recorded excepted)."""
         done = set(self._settled[1]) if self._settled[0] is new else set()
         name = new.declared_plan.name or "(unnamed)"
+        changes = []
         for move in moves:
             if move.route in done:
                 continue
@@ -211,23 +213,26 @@ class Controller:
                 forced=forced and move.refused,
                 evidence=move.decision.as_dict() if move.decision else None,
             )
-            # keep=False: the route is where its plan puts it, no override.
-            self.store.record(change, keep=False)
+            changes.append(change)
             self.sides.reset(move.route)
+        # The routes are where their plan puts them: no override is left.
+        self.store.record_moves(changes)
 
     def declared(self, name: str) -> Route:
         """The route as the plan file declares it."""
-        for route in self.holder.current.declared_plan.routes:
+        routes = self.holder.current.declared_plan.routes
+        for route in routes:
             if route.name == name:
                 return route
-        raise ControlError(f"no route named {name!r}", 404)
+        raise _not_found(name, routes)
 
     def effective(self, name: str) -> Route:
         """The route as the proxy serves it now."""
-        for route in self.holder.current.plan.routes:
+        routes = self.holder.current.plan.routes
+        for route in routes:
             if route.name == name:
                 return route
-        raise ControlError(f"no route named {name!r}", 404)
+        raise _not_found(name, routes)
 
     async def apply(self) -> Runtime:
         """Rebuild the runtime with the current overrides and swap it in."""
@@ -432,3 +437,8 @@ class Controller:
                 }
             )
         return rows
+
+
+def _not_found(name: str, routes: Iterable[Route]) -> ControlError:
+    """The 404 for an unknown route: the closest name and the known ones."""
+    return ControlError(str(UnknownRouteError(name, (r.name for r in routes))), 404)

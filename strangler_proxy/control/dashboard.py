@@ -3,9 +3,15 @@
 Protected by the admin token like the rest of the admin API. A browser cannot
 send a bearer header when it loads a page, so ``/dashboard/?token=TOKEN``
 is accepted once: the dashboard answers with a redirect to the same page
-without the token in the address and sets the token in an ``HttpOnly``,
-``SameSite=Strict`` cookie scoped to ``/dashboard``, which later page loads
-send. A bearer header works too (scripts, curl).
+without the token in the address and sets a session cookie scoped to
+``/dashboard`` (``HttpOnly``, ``SameSite=Strict``, ``Secure`` over TLS), which
+later page loads send. A bearer header works too (scripts, curl).
+
+The cookie is not the token. It is ``EXPIRES.NONCE.SIGNATURE``: an HMAC-SHA256
+of the expiry time and a random nonce, keyed by a secret drawn when the process
+starts mixed with the admin token. The token cannot be read back from it, nor
+guessed offline from it; it expires (:data:`SESSION_TTL`), dies with the
+process, and opens the dashboard only, never the admin API.
 
 Pages: ``/dashboard/`` (every route: mode, legacy/service split, samples,
 coverage, mismatch rates) and ``/dashboard/routes/NAME`` (the same plus the
@@ -16,8 +22,12 @@ the differences highlighted, redacted as stored).
 from __future__ import annotations
 
 import asyncio
+import base64
+import hashlib
 import hmac
+import secrets
 import time
+from collections.abc import Callable
 from datetime import timedelta
 from typing import TYPE_CHECKING
 from urllib.parse import parse_qs, unquote
@@ -31,10 +41,12 @@ if TYPE_CHECKING:
     from strangler_proxy.proxy.runtime import RuntimeHolder
     from strangler_proxy.types import Receive, Scope, Send
 
-__all__ = ["COOKIE", "PREFIX", "Dashboard"]
+__all__ = ["COOKIE", "PREFIX", "SESSION_TTL", "Dashboard"]
 
 PREFIX = "/dashboard"
-COOKIE = "strangler_admin"
+COOKIE = "strangler_dashboard"
+SESSION_TTL = 8 * 3600
+"""How long a dashboard session cookie is good for, in seconds."""
 TIMELINE = timedelta(hours=1)
 
 _HTML = b"text/html; charset=utf-8"
@@ -44,11 +56,22 @@ class Dashboard:
     """The ASGI app of the dashboard pages (mounted by the admin app)."""
 
     def __init__(
-        self, *, holder: RuntimeHolder, token: str, sides: SideStats | None = None
+        self,
+        *,
+        holder: RuntimeHolder,
+        token: str,
+        sides: SideStats | None = None,
+        session_ttl: float = SESSION_TTL,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.holder = holder
         self.sides = sides
         self._token = token.encode()
+        self._session_ttl = session_ttl
+        self._clock = clock
+        self._session_key = hmac.new(
+            secrets.token_bytes(32), self._token, hashlib.sha256
+        ).digest()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         path: str = scope["path"]
@@ -60,13 +83,16 @@ class Dashboard:
                 return
             # Take the token out of the address (history, Referer, logs).
             cookie = (
-                f"{COOKIE}={given}; Path={PREFIX}; HttpOnly; SameSite=Strict"
-            ).encode()
+                f"{COOKIE}={self.new_session()}; Path={PREFIX}; "
+                f"Max-Age={int(self._session_ttl)}; HttpOnly; SameSite=Strict"
+            )
+            if scope.get("scheme") == "https":
+                cookie += "; Secure"
             await _page(
                 send,
                 303,
                 b"",
-                [(b"location", path.encode()), (b"set-cookie", cookie)],
+                [(b"location", path.encode()), (b"set-cookie", cookie.encode())],
             )
             return
         if not self._authorised(scope):
@@ -96,6 +122,31 @@ class Dashboard:
         # compare_digest: the time taken must not tell how much of it matched.
         return hmac.compare_digest(given, self._token)
 
+    def new_session(self) -> str:
+        """A fresh session cookie value: ``EXPIRES.NONCE.SIGNATURE``."""
+        expires = int(self._clock() + self._session_ttl)
+        payload = f"{expires}.{secrets.token_urlsafe(12)}"
+        return f"{payload}.{self._sign(payload)}"
+
+    def valid_session(self, value: bytes) -> bool:
+        """Whether ``value`` is a session this dashboard issued, not expired."""
+        try:
+            text = value.decode("ascii")
+        except UnicodeDecodeError:
+            return False
+        expires, dot, rest = text.partition(".")
+        nonce, dot2, signature = rest.partition(".")
+        if not (dot and dot2 and expires.isdigit()):
+            return False
+        expected = self._sign(f"{expires}.{nonce}")
+        if not hmac.compare_digest(signature.encode(), expected.encode()):
+            return False
+        return int(expires) > self._clock()
+
+    def _sign(self, payload: str) -> str:
+        digest = hmac.new(self._session_key, payload.encode(), hashlib.sha256)
+        return base64.urlsafe_b64encode(digest.digest()).rstrip(b"=").decode()
+
     def _authorised(self, scope: Scope) -> bool:
         for name, value in scope.get("headers", ()):
             if name == b"authorization":
@@ -104,8 +155,8 @@ class Dashboard:
                     return True
             elif name == b"cookie":
                 for part in bytes(value).split(b";"):
-                    key, _, token = part.strip().partition(b"=")
-                    if key == COOKIE.encode() and self._matches(token):
+                    key, _, session = part.strip().partition(b"=")
+                    if key == COOKIE.encode() and self.valid_session(session):
                         return True
         return False
 

@@ -144,41 +144,43 @@ class ControlStore:
         """Append ``change``; set the override to its target, made against
         the declared state ``base``, or clear it when ``keep`` is false (the
         route is back to its declared state)."""
+        with self._lock, self._conn:
+            self._write(change, keep=keep, base=base)
+
+    def record_moves(self, changes: list[Change]) -> None:
+        """Append ``changes`` and clear their routes' overrides, in one
+        transaction: a plan that moves many routes commits once."""
+        with self._lock, self._conn:
+            for change in changes:
+                self._write(change, keep=False, base=None)
+
+    def _write(self, change: Change, *, keep: bool, base: str | None) -> None:
         mode, weight = parse_state(change.to_state)
         evidence = orjson.dumps(change.evidence).decode() if change.evidence else None
-        with self._lock, self._conn:
+        self._conn.execute(
+            "INSERT INTO route_changes (route, from_state, to_state, who, at, "
+            "why, forced, evidence) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                change.route,
+                change.from_state,
+                change.to_state,
+                change.who,
+                change.at,
+                change.why,
+                int(change.forced),
+                evidence,
+            ),
+        )
+        if keep:
             self._conn.execute(
-                "INSERT INTO route_changes (route, from_state, to_state, who, at, "
-                "why, forced, evidence) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    change.route,
-                    change.from_state,
-                    change.to_state,
-                    change.who,
-                    change.at,
-                    change.why,
-                    int(change.forced),
-                    evidence,
-                ),
+                "INSERT OR REPLACE INTO route_overrides (route, mode, weight, "
+                "who, at, why, base) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (change.route, mode, weight, change.who, change.at, change.why, base),
             )
-            if keep:
-                self._conn.execute(
-                    "INSERT OR REPLACE INTO route_overrides (route, mode, weight, "
-                    "who, at, why, base) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    (
-                        change.route,
-                        mode,
-                        weight,
-                        change.who,
-                        change.at,
-                        change.why,
-                        base,
-                    ),
-                )
-            else:
-                self._conn.execute(
-                    "DELETE FROM route_overrides WHERE route = ?", (change.route,)
-                )
+        else:
+            self._conn.execute(
+                "DELETE FROM route_overrides WHERE route = ?", (change.route,)
+            )
 
     def clear(self, override: Override, change: Change | None = None) -> bool:
         """Delete ``override`` and append ``change``, in one transaction; do

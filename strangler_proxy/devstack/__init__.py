@@ -1,7 +1,13 @@
 """Developer tooling: running the whole stack on one machine, and traffic.
 
 * :mod:`.supervisor`: starts processes in dependency order, waits until they
-  are ready, merges their logs, stops them all cleanly;
+  are ready, merges their logs, stops them all cleanly; moves a running stack
+  to new specs (:mod:`.reconcile` decides what starts, stops or restarts;
+  :mod:`.specs` holds :class:`~.specs.ProcessSpec`);
+* :mod:`.mailbox`: how ``strangler sync apply`` asks a running ``up`` for a
+  change: files in a directory only its user may use, never a network peer;
+* :mod:`.token_file`: the admin token kept in ``<var-dir>/admin-token`` (0600)
+  across restarts;
 * :mod:`.stack`: which processes ``strangler up`` runs for an application
   (:class:`~.stack.StackApp`), with their ports, databases and plan copies;
 * :mod:`.provision`: a database and a role per service on PostgreSQL;

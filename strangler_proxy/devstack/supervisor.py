@@ -16,7 +16,11 @@ is restarted when it dies. A :class:`Supervisor` takes a list of specs and:
 * on :meth:`Supervisor.request_stop` (what SIGINT/SIGTERM handlers call) stops
   everything in reverse dependency order: SIGTERM to the process group, a grace
   period, then SIGKILL. Every child runs in its own session, so the signal
-  reaches its own children too and nothing is left behind.
+  reaches its own children too and nothing is left behind;
+* on :meth:`Supervisor.reconcile`, while it supervises, moves the running
+  stack to a new list of specs: starts the new processes, stops those left
+  out, restarts the changed ones (see :mod:`.reconcile`) and leaves the
+  others, the pinned ones above all, running as they are.
 
 All of it runs on plain threads: one reader thread per child pipe and one waiter
 thread per child; the calling thread owns every state change.
@@ -24,6 +28,7 @@ thread per child; the calling thread owns every state change.
 
 from __future__ import annotations
 
+import itertools
 import os
 import queue
 import signal
@@ -32,9 +37,9 @@ import sys
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
-from pathlib import Path
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from dataclasses import replace as dataclass_replace
 from typing import IO, Literal
 
 import httpx
@@ -42,8 +47,12 @@ import orjson
 
 from strangler_proxy.exceptions import StartupError
 
+from .reconcile import Change, plan_changes
+from .specs import ProcessSpec, start_order
+
 __all__ = [
     "LogStream",
+    "Outcome",
     "ProcessSpec",
     "Supervisor",
     "render_line",
@@ -219,62 +228,27 @@ def _isatty(out: IO[str]) -> bool:
         return False
 
 
-@dataclass(frozen=True)
-class ProcessSpec:
-    """One process of the stack.
+# Generations are unique across children: an exit reported for a process that
+# was stopped (or replaced by a process of the same name) never matches.
+_GENERATIONS = itertools.count(1)
 
-    ``env`` is added to the supervisor's own environment. ``ready_url`` (if
-    any) must answer a 2xx status before dependants start; without one, a
-    process counts as ready once it is running. ``prepare`` commands run once,
-    in order, with the same environment and directory, before the first start.
-    """
+
+@dataclass(frozen=True)
+class Outcome:
+    """What :meth:`Supervisor.reconcile` did to one process."""
 
     name: str
-    argv: Sequence[str]
-    env: Mapping[str, str] = field(default_factory=dict)
-    cwd: Path | None = None
-    ready_url: str | None = None
-    depends_on: Sequence[str] = ()
-    restart: bool = True
-    prepare: Sequence[Sequence[str]] = ()
-    ready_timeout: float = 60.0
+    result: Literal["started", "stopped", "restarted", "unchanged", "failed"]
+    detail: str = ""
+    pid: int | None = None
 
-
-def start_order(specs: Iterable[ProcessSpec]) -> list[ProcessSpec]:
-    """The specs sorted so that each comes after everything it depends on.
-
-    Ties keep the given order. Raises ``ValueError`` on a duplicate name, an
-    unknown dependency or a cycle.
-    """
-    by_name: dict[str, ProcessSpec] = {}
-    for spec in specs:
-        if spec.name in by_name:
-            raise ValueError(f"two processes are named {spec.name!r}")
-        by_name[spec.name] = spec
-    ordered: list[ProcessSpec] = []
-    done: set[str] = set()
-    visiting: list[str] = []
-
-    def visit(spec: ProcessSpec) -> None:
-        if spec.name in done:
-            return
-        if spec.name in visiting:
-            cycle = " -> ".join([*visiting[visiting.index(spec.name) :], spec.name])
-            raise ValueError(f"dependency cycle: {cycle}")
-        visiting.append(spec.name)
-        for dependency in spec.depends_on:
-            if dependency not in by_name:
-                raise ValueError(
-                    f"{spec.name!r} depends on {dependency!r}, which is not defined"
-                )
-            visit(by_name[dependency])
-        visiting.pop()
-        done.add(spec.name)
-        ordered.append(spec)
-
-    for spec in by_name.values():
-        visit(spec)
-    return ordered
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "name": self.name,
+            "result": self.result,
+            "detail": self.detail,
+            "pid": self.pid,
+        }
 
 
 class _Child:
@@ -383,17 +357,92 @@ class Supervisor:
             return 0
         return self.supervise()
 
-    def supervise(self) -> int:
-        """Watch the started processes until a stop request; then stop them all."""
+    def supervise(self, tick: Callable[[], None] | None = None) -> int:
+        """Watch the started processes until a stop request; then stop them all.
+
+        ``tick`` (if any) is called on this thread every poll interval: the
+        place to take requests that change the stack (:meth:`reconcile`).
+        """
         status = 0
         try:
             while not self.stop_requested:
                 status = self._step()
                 if status:
                     break
+                if tick is not None:
+                    tick()
         finally:
             self.stop()
         return status
+
+    def reconcile(
+        self, specs: Iterable[ProcessSpec], *, pinned: Collection[str] = ()
+    ) -> list[Outcome]:
+        """Move the running stack to ``specs``; what happened to each process.
+
+        Call it from the thread that supervises (``tick``). The processes
+        named in ``pinned`` keep running as they are, whatever ``specs`` says
+        of them. A process that cannot start is reported ``failed`` (with its
+        last output lines) and left stopped; the other changes still apply.
+        Raises ``ValueError`` when ``specs`` is not a valid graph, before
+        anything changed.
+        """
+        new = {spec.name: spec for spec in start_order(specs)}
+        changes = plan_changes(self.specs, list(new.values()), pinned=pinned)
+        outcomes: list[Outcome] = []
+        for change in changes:
+            if self.stop_requested:
+                break
+            outcomes.append(self._apply(change, new))
+        # The new order, with the pinned processes' specs as they run.
+        current = {spec.name: spec for spec in self.specs}
+        merged = [
+            current[name] if name in pinned and name in current else spec
+            for name, spec in new.items()
+        ]
+        merged += [spec for spec in self.specs if spec.name not in new]
+        self.specs = _ordered(merged, self._children)
+        self._changed()
+        return outcomes
+
+    def _apply(self, change: Change, new: Mapping[str, ProcessSpec]) -> Outcome:
+        name = change.name
+        if change.action == "keep":
+            child = self._children[name]
+            pid = child.proc.pid if child.proc is not None else None
+            return Outcome(name, "unchanged", change.reason, pid)
+        if change.action == "stop":
+            child = self._children.pop(name)
+            child.restart_at = None
+            self._terminate(child)
+            return Outcome(name, "stopped", change.reason)
+        spec = new[name]
+        if change.action == "restart":
+            child = self._children[name]
+            child.restart_at = None
+            self._terminate(child)
+            child.spec = spec
+            child.quick_failures = 0
+        else:
+            child = self._children[name] = _Child(spec)
+            self.log.set_names([name])
+        try:
+            if change.action == "start" and not self._prepare(spec):
+                return Outcome(name, "failed", "stopping")
+            self._spawn(child)
+            ready = self._wait_ready(child)
+        except StartupError as exc:
+            self._children.pop(name, None)
+            self._terminate(child)
+            self.log.note(f"{name} did not start: {exc}", error=True)
+            return Outcome(name, "failed", str(exc))
+        if not ready:  # a stop was requested meanwhile
+            return Outcome(name, "failed", "stopping")
+        assert child.proc is not None
+        result: Literal["started", "restarted"] = (
+            "restarted" if change.action == "restart" else "started"
+        )
+        return Outcome(name, result, change.reason, child.proc.pid)
 
     def stop(self) -> None:
         """Stop every process, last started first: SIGTERM, grace, SIGKILL."""
@@ -415,8 +464,12 @@ class Supervisor:
         except queue.Empty:
             pass
         else:
-            child = self._children[name]
-            if generation == child.generation and child.proc is not None:
+            child = self._children.get(name)
+            if (
+                child is not None
+                and generation == child.generation
+                and child.proc is not None
+            ):
                 status = self._on_exit(child)
                 if status:
                     return status
@@ -510,7 +563,7 @@ class Supervisor:
             raise StartupError(f"{spec.name}: cannot run {argv[0]}: {exc}") from exc
 
     def _spawn(self, child: _Child) -> None:
-        child.generation += 1
+        child.generation = next(_GENERATIONS)
         child.tail.clear()
         proc = self._popen(child.spec, child.spec.argv)
         child.proc = proc
@@ -646,6 +699,18 @@ class Supervisor:
     def _changed(self) -> None:
         if self.on_change is not None:
             self.on_change(self.pids)
+
+
+def _ordered(
+    specs: Sequence[ProcessSpec], running: Collection[str]
+) -> list[ProcessSpec]:
+    """``specs`` in start order, dependencies on what does not run dropped."""
+    names = {spec.name for spec in specs} & set(running)
+    return start_order(
+        dataclass_replace(spec, depends_on=[d for d in spec.depends_on if d in names])
+        for spec in specs
+        if spec.name in names
+    )
 
 
 def _signal_group(pgid: int, signum: int) -> None:

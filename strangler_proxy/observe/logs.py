@@ -13,15 +13,16 @@ a secret (token, password, key, session...).
 from __future__ import annotations
 
 import logging
-import re
 import sys
 import time
 from collections.abc import Iterable
 from contextvars import ContextVar
 from typing import IO, Any, Literal
-from urllib.parse import parse_qsl, quote
 
 import orjson
+
+from strangler_proxy.parity.redact import SECRET_HEADERS, is_secret_param
+from strangler_proxy.parity.redact import redact_query as _redact_query
 
 __all__ = [
     "REDACTED",
@@ -37,26 +38,14 @@ __all__ = [
 
 REDACTED = "[redacted]"
 
-SECRET_HEADERS = frozenset(
-    {"authorization", "proxy-authorization", "cookie", "set-cookie", "x-api-key"}
-)
 
-# A query parameter is secret when one of its words is in _SECRET_WORDS
-# (``api_key``, ``X-Session-Id``) or its name contains a _SECRET_PARTS entry
-# (``access_token``, ``newpassword``). Over-redacting is the safe side.
-_SECRET_WORDS = frozenset(
-    {"key", "apikey", "sig", "signature", "auth", "pwd", "code", "jwt", "sid"}
-)
-_SECRET_PARTS = ("token", "passw", "secret", "session", "credential")
-_WORD_SPLIT = re.compile(r"[^a-z0-9]+")
+def redact_query(query: str) -> str:
+    """A query string with the values of secret-looking parameters masked.
 
-
-def is_secret_param(name: str) -> bool:
-    """True when a query parameter name looks like it carries a secret."""
-    lowered = name.lower()
-    if any(part in lowered for part in _SECRET_PARTS):
-        return True
-    return any(word in _SECRET_WORDS for word in _WORD_SPLIT.split(lowered))
+    The list of names is the parity store's (:func:`is_secret_param`): one list
+    for what is logged and what is stored.
+    """
+    return _redact_query(query, REDACTED)
 
 
 request_id_var: ContextVar[str | None] = ContextVar("request_id", default=None)
@@ -75,17 +64,6 @@ def redact_headers(
         (name, REDACTED if name.lower() in SECRET_HEADERS else value)
         for name, value in headers
     ]
-
-
-def redact_query(query: str) -> str:
-    """A query string with the values of secret-looking parameters masked."""
-    if not query:
-        return query
-    parts = []
-    for name, value in parse_qsl(query, keep_blank_values=True):
-        shown = REDACTED if is_secret_param(name) else value
-        parts.append(f"{quote(name, safe='')}={quote(shown, safe='[]')}")
-    return "&".join(parts)
 
 
 def _extras(record: logging.LogRecord) -> dict[str, Any]:

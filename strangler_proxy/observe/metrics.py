@@ -8,7 +8,9 @@ Two sources feed one :class:`~prometheus_client.CollectorRegistry` per app
   (route, upstream, side, status) and cached.
 * :class:`RuntimeCollector` reads the running plan at scrape time: circuit
   breaker state and transitions, bulkhead occupancy and rejections, upstream
-  health, retry-budget exhaustion, plan reloads and the plan's identity.
+  health, retry-budget exhaustion, plan reloads and the plan's identity;
+* :class:`EdgeCollector` reads the counters of the client connections
+  (:class:`~strangler_proxy.proxy.edge.EdgeState`) at scrape time.
 
 ``route=""`` labels requests that matched no route (served by the plan's
 default upstream) or were rejected before routing.
@@ -34,6 +36,8 @@ from prometheus_client.metrics_core import (
 )
 from prometheus_client.registry import Collector
 
+from strangler_proxy.proxy.shadow import shadow_stats
+
 from .sides import SideStats
 
 if TYPE_CHECKING:
@@ -43,6 +47,8 @@ if TYPE_CHECKING:
 __all__ = [
     "BREAKER_STATES",
     "CONTENT_TYPE",
+    "EdgeCollector",
+    "EdgeTotals",
     "ProxyMetrics",
     "ReloadTotals",
     "RuntimeCollector",
@@ -58,6 +64,14 @@ class ReloadTotals(Protocol):
 
     @property
     def totals(self) -> Mapping[tuple[str, str], int]: ...
+
+
+class EdgeTotals(Protocol):
+    """What the connection layer counts (:class:`~strangler_proxy.proxy.edge.
+    EdgeState`), read without importing the server machinery."""
+
+    @property
+    def header_timeouts(self) -> int: ...
 
 
 BREAKER_STATES = {"closed": 0, "half_open": 1, "open": 2}
@@ -182,6 +196,12 @@ class ProxyMetrics:
     ) -> RuntimeCollector:
         """Register a collector reading the runtime ``current()`` at scrape time."""
         collector = RuntimeCollector(current, history)
+        self.registry.register(collector)
+        return collector
+
+    def add_edge(self, edge: EdgeTotals) -> EdgeCollector:
+        """Register a collector reading the connection layer's counters."""
+        collector = EdgeCollector(edge)
         self.registry.register(collector)
         return collector
 
@@ -318,6 +338,10 @@ class RuntimeCollector(Collector):
         yield budget
         if runtime.shadow is not None:
             yield from shadow_metrics(runtime.shadow.stats())
+        elif runtime.shadow_counts:
+            # A plan without shadowed routes still reports the counts it
+            # carries: a counter that vanishes and comes back looks reset.
+            yield from shadow_metrics(shadow_stats(runtime.shadow_counts))
 
     def _reload_metrics(self, history: ReloadTotals) -> Iterator[Metric]:
         reloads = CounterMetricFamily(
@@ -328,3 +352,22 @@ class RuntimeCollector(Collector):
         for (result, source), count in sorted(history.totals.items()):
             reloads.add_metric([result, source], float(count))
         yield reloads
+
+
+class EdgeCollector(Collector):
+    """The client connections' counters, read when Prometheus scrapes."""
+
+    def __init__(self, edge: EdgeTotals) -> None:
+        self._edge = edge
+
+    def describe(self) -> list[Metric]:
+        return []
+
+    def collect(self) -> Iterator[Metric]:
+        timeouts = CounterMetricFamily(
+            "strangler_client_header_timeouts",
+            "Client connections cut because a request's headers did not arrive "
+            "within the header timeout (408 when part of a request came).",
+        )
+        timeouts.add_metric([], float(self._edge.header_timeouts))
+        yield timeouts

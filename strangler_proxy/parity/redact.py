@@ -9,27 +9,58 @@ still sees which field differed. Three layers:
 * the route's ``sensitive`` body paths, e.g. ``body.**.email``;
 * a safety net everywhere: values that look like an email address, a payment
   card number (13 to 19 digits passing the Luhn check), a bearer token or a
-  JWT, and members named like a secret (``password``, ``token``, ...).
+  JWT, members named like a secret (``password``, ``token``, ...), and the
+  values of secret-looking query parameters (``?token=...``, ``&api_key=...``)
+  in the request target and in any URL of a header or body.
+
+The query parameter names (:func:`is_secret_param`) and the credential headers
+(:data:`SECRET_HEADERS`) are the toolkit's one list: the access log
+(:mod:`strangler_proxy.observe.logs`) redacts with them too.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
+from urllib.parse import parse_qsl, quote, unquote_plus
 
 import orjson
 
 from .paths import MatchState, PathMatcher, parse_path, parse_pattern
 
-__all__ = ["MASK", "Redactor", "looks_sensitive", "luhn_valid"]
+__all__ = [
+    "MASK",
+    "SECRET_HEADERS",
+    "Redactor",
+    "is_secret_param",
+    "looks_sensitive",
+    "luhn_valid",
+    "mask_query_params",
+    "mask_text",
+    "redact_query",
+    "redact_target",
+]
 
 MASK = "***"
 _MAX_STORED_BODY = 64 * 1024
 
-_SECRET_HEADERS = frozenset(
-    {"authorization", "proxy-authorization", "cookie", "set-cookie"}
+SECRET_HEADERS = frozenset(
+    {"authorization", "proxy-authorization", "cookie", "set-cookie", "x-api-key"}
 )
+"""Headers whose values are credentials, whatever they look like."""
+
+# A query parameter is secret when one of its words is in _SECRET_WORDS
+# (``api_key``, ``X-Session-Id``) or its name contains a _SECRET_PARTS entry
+# (``access_token``, ``newpassword``). Over-redacting is the safe side.
+_SECRET_WORDS = frozenset(
+    {"key", "apikey", "sig", "signature", "auth", "pwd", "code", "jwt", "sid"}
+)
+_SECRET_PARTS = ("token", "passw", "secret", "session", "credential")
+_WORD_SPLIT = re.compile(r"[^a-z0-9]+")
+# ``name=value`` after ``?``, ``&`` or ``;`` (``&amp;`` in HTML): a query
+# parameter inside any text, e.g. a URL in a Location header or a JSON string.
+_QUERY_PARAM = re.compile(r"(?<=[?&;])([^=&#\s\"'<>;?]+)=([^&#\s\"'<>]*)")
 _SECRET_NAME = re.compile(
     r"(pass(word|wd)?|secret|token|api[-_]?key|auth|session|csrf|cvv|cvc|ssn"
     r"|card[-_]?number|iban)",
@@ -41,6 +72,62 @@ _EMAIL = re.compile(
 _CARD = re.compile(r"(?<!\d)(?:\d[ -]?){12,18}\d(?!\d)")
 _BEARER = re.compile(r"(?i)\b(?:bearer|basic|token)\s+[A-Za-z0-9._~+/=-]{8,}")
 _JWT = re.compile(r"\beyJ[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]{4,}\.[A-Za-z0-9_-]*")
+
+
+def is_secret_param(name: str) -> bool:
+    """True when a query parameter name looks like it carries a secret."""
+    lowered = name.lower()
+    if any(part in lowered for part in _SECRET_PARTS):
+        return True
+    return any(word in _SECRET_WORDS for word in _WORD_SPLIT.split(lowered))
+
+
+def redact_query(
+    query: str, mask: str = MASK, *, scrub: Callable[[str], str] | None = None
+) -> str:
+    """A query string with the values of secret-looking parameters masked.
+
+    ``scrub``, if given, is applied to the values that are kept (the parity
+    store passes :func:`mask_text`: an email address in ``?email=`` goes too).
+    Parameters keep their order; names and kept values are re-encoded.
+    """
+    if not query:
+        return query
+    safe = "[]*" if scrub is not None else "[]"
+    parts = []
+    for name, value in parse_qsl(query, keep_blank_values=True):
+        if is_secret_param(name):
+            shown = mask
+        else:
+            shown = quote(scrub(value) if scrub is not None else value, safe=safe)
+        parts.append(f"{quote(name, safe='')}={shown}")
+    return "&".join(parts)
+
+
+def redact_target(target: str, mask: str = MASK) -> str:
+    """A request target (``/path?query#fragment``) fit for storage: secret
+    query parameters masked (:func:`redact_query`), the rest by the safety net."""
+    path, sep, rest = target.partition("?")
+    path = mask_text(path)
+    if not sep:
+        return path
+    query, hash_sep, fragment = rest.partition("#")
+    tail = hash_sep + mask_text(fragment) if hash_sep else ""
+    return f"{path}?{redact_query(query, mask, scrub=mask_text)}{tail}"
+
+
+def mask_query_params(text: str, mask: str = MASK) -> str:
+    """``text`` with the value of every secret-looking ``?name=value`` or
+    ``&name=value`` masked, wherever it appears (URLs in headers and bodies)."""
+    if "=" not in text:
+        return text
+
+    def replace(match: re.Match[str]) -> str:
+        if is_secret_param(unquote_plus(match.group(1))):
+            return f"{match.group(1)}={mask}"
+        return match.group()
+
+    return _QUERY_PARAM.sub(replace, text)
 
 
 def luhn_valid(digits: str) -> bool:
@@ -71,10 +158,13 @@ def mask_text(text: str) -> str:
     text = _EMAIL.sub(MASK, text)
     text = _JWT.sub(MASK, text)
     text = _BEARER.sub(MASK, text)
+    text = mask_query_params(text)
     return _CARD.sub(lambda m: MASK if _card(m) else m.group(), text)
 
 
 State = MatchState[bool] | None
+
+_TARGET_KEYS = frozenset({"target", "path", "url", "uri"})
 
 
 def _any(payloads: tuple[bool, ...]) -> bool:
@@ -93,7 +183,7 @@ class Redactor:
         out = {}
         for name, value in headers.items():
             lower = name.lower()
-            if lower in _SECRET_HEADERS or _SECRET_NAME.search(lower):
+            if lower in SECRET_HEADERS or _SECRET_NAME.search(lower):
                 out[lower] = MASK
             else:
                 out[lower] = mask_text(value)
@@ -131,11 +221,17 @@ class Redactor:
         return self._walk(value, state)
 
     def mapping(self, data: Mapping[str, Any]) -> dict[str, Any]:
-        """Request metadata (path, query, headers ...) redacted by the safety net."""
+        """Request metadata redacted: ``headers`` as headers, a ``target``
+        (``/path?query``) or ``query`` with its secret parameters masked, the
+        rest by the safety net."""
         out: dict[str, Any] = {}
         for key, value in data.items():
             if key == "headers" and isinstance(value, Mapping):
                 out[key] = self.headers(value)
+            elif key in _TARGET_KEYS and isinstance(value, str):
+                out[key] = redact_target(value)
+            elif key == "query" and isinstance(value, str):
+                out[key] = redact_query(value, scrub=mask_text)
             elif isinstance(value, str):
                 out[key] = mask_text(value)
             else:
@@ -161,7 +257,7 @@ class Redactor:
                 self._walk(item, self._step(state, i)) for i, item in enumerate(value)
             ]
         if isinstance(value, str):
-            return MASK if looks_sensitive(value) else value
+            return MASK if looks_sensitive(value) else mask_query_params(value)
         if isinstance(value, int) and not isinstance(value, bool):
             digits = str(abs(value))
             if 13 <= len(digits) <= 19 and luhn_valid(digits):

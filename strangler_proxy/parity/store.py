@@ -649,7 +649,7 @@ def _render_example(item: _Item) -> str:
         "route": item.route,
         "created_at": item.at,
         "outcome": item.result.outcome,
-        "error": item.result.error,
+        "error": mask_text(item.result.error) if item.result.error else None,
         "request": redactor.mapping(item.meta) if item.meta else {},
         "legacy": _snapshot(item.legacy, redactor),
         "service": _snapshot(item.service, redactor),

@@ -10,9 +10,12 @@ nothing of them. What lives here:
 * :mod:`.model`: the frozen models of its parts (upstreams, routes, shadow,
   canary, gate, identity, limits) and the duration, size and ratio types;
 * :mod:`.checks`: checks on the plan as a whole (upstream names, required
-  blocks per mode, unreachable routes);
-* :mod:`.patterns`: ``match.path`` patterns (``/api/products/**``);
-* :mod:`.load` and :mod:`.yamlmarks`: YAML with line marks, and turning
+  blocks per mode, unreachable routes, found through an index, not pair by
+  pair);
+* :mod:`.patterns`: ``match.path`` patterns (``/api/products/**``), written
+  in the normalised form the proxy routes on;
+* :mod:`.load` and :mod:`.yamlmarks`: YAML with line marks, within limits
+  (1 MiB, aliases, nesting: plans are untrusted input), and turning
   validation errors into ``FILE:LINE: FIELD: MESSAGE`` (the sync file uses
   them too).
 

@@ -1,16 +1,22 @@
 """Turning plan YAML into a validated model, with every problem located.
 
-Used by :func:`strangler_proxy.plan.model.parse_plan`; see that module for the three
-layers of validation. Model errors are mapped back to the line their field was
-written on (``_yaml``), reworded where pydantic's wording helps nobody, and the
-plan-wide checks still run when some fields are broken (see
-:func:`_partial_checks`).
+Used by :func:`strangler_proxy.plan.document.parse_plan` (and the sync file);
+see that module for the three layers of validation. The text is bounded first
+(:func:`read_document`, :func:`parse_document`: at most
+:data:`~.yamlmarks.MAX_DOCUMENT_BYTES`; the YAML limits are in
+:mod:`.yamlmarks`). Model errors are mapped back to the line their field was
+written on, reworded where pydantic's wording helps nobody, and the plan-wide
+checks still run on the rest of the plan when some fields are broken (see
+:func:`_partial_checks`), so one route's typo hides nothing of another route.
 """
 
 from __future__ import annotations
 
 import copy
 import difflib
+import os
+from collections.abc import Callable
+from pathlib import Path
 from types import UnionType
 from typing import Annotated, Any, NoReturn, TypeVar, Union, get_args, get_origin
 
@@ -20,30 +26,99 @@ from pydantic import BaseModel, ValidationError
 from strangler_proxy.exceptions import PlanError
 
 from .checks import Issue
-from .yamlmarks import FieldPath, YamlDocument, format_path, load_yaml
+from .yamlmarks import (
+    MAX_DOCUMENT_BYTES,
+    FieldPath,
+    YamlDocument,
+    YamlLimitError,
+    format_path,
+    load_yaml,
+)
 
-__all__ = ["ISSUES", "PARTIAL", "parse_document"]
+__all__ = [
+    "ISSUES",
+    "NO_STAND_IN",
+    "PARTIAL",
+    "StandIn",
+    "parse_document",
+    "read_document",
+    "size_problem",
+]
 
 # Validation context keys: where the plan checks put their issues instead of
-# raising, and whether some broken fields were dropped (see _partial_checks).
+# raising, and, when broken fields were set aside (see _partial_checks), the
+# indices of the routes whose `match` may not be what was written.
 ISSUES = "strangler_plan_issues"
 PARTIAL = "strangler_plan_partial"
 
+NO_STAND_IN: Any = object()
+
+StandIn = Callable[[FieldPath, Any], Any]
+"""``(path, data) -> value``: a valid value to put in place of the broken,
+required field at ``path`` so that the rest of the document can be checked,
+or :data:`NO_STAND_IN`."""
+
 M = TypeVar("M", bound=BaseModel)
 
+# Rounds of setting fields aside: a stand-in or a dropped field may uncover
+# another broken one (a missing required field under a dropped parent...).
+_PRUNE_ROUNDS = 4
 
-def parse_document(text: str, filename: str, model: type[M]) -> M:
+
+def size_problem(size: int | None = None) -> str:
+    """How ``size`` bytes (None: an unknown number) exceed the size limit."""
+    amount = "" if size is None else f" {size:,} bytes,"
+    return f"too large:{amount} over the limit of 1 MiB ({MAX_DOCUMENT_BYTES:,} bytes)"
+
+
+def read_document(path: Path, what: str) -> str:
+    """The text of the file at ``path``, read no further than the size limit.
+
+    Raises :class:`PlanError` naming ``path`` when it cannot be read, is not
+    UTF-8 or is over :data:`~.yamlmarks.MAX_DOCUMENT_BYTES` (never reading
+    more than one byte past it, whatever the file is).
+    """
+    try:
+        with path.open("rb") as file:
+            data = file.read(MAX_DOCUMENT_BYTES + 1)
+            size = os.fstat(file.fileno()).st_size
+    except OSError as exc:
+        raise PlanError(f"{path}: cannot read {what}: {exc}") from exc
+    if len(data) > MAX_DOCUMENT_BYTES:
+        # st_size is 0 for a pipe or a device: the size is then unknown.
+        known = size if size > MAX_DOCUMENT_BYTES else None
+        raise PlanError(f"{path}: {what} {size_problem(known)}")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise PlanError(f"{path}: cannot read {what}: {exc}") from exc
+
+
+def parse_document(
+    text: str,
+    filename: str,
+    model: type[M],
+    *,
+    stand_in: StandIn | None = None,
+) -> M:
     """Validate YAML ``text`` as ``model``, or raise :class:`PlanError`.
 
     The error lists every problem found, each as ``FILE:LINE: FIELD: MESSAGE``.
+    ``stand_in`` supplies values for broken required fields, so the checks of
+    the whole document still run on the rest (see :func:`_partial_checks`).
     """
+    # Characters never outnumber UTF-8 bytes: only a text near the limit is
+    # encoded to be measured.
+    if len(text) > MAX_DOCUMENT_BYTES // 4:
+        size = len(text.encode("utf-8", "surrogatepass"))
+        if size > MAX_DOCUMENT_BYTES:
+            _fail([f"{filename}: {size_problem(size)}"])
     try:
         document = load_yaml(text)
+    except YamlLimitError as exc:
+        _fail([f"{filename}:{_line(exc)}: over a limit: {exc.problem}"])
     except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        line = mark.line + 1 if mark is not None else 1
-        what = " ".join(str(p) for p in (exc.context, exc.problem) if p)
-        _fail([f"{filename}:{line}: invalid YAML: {what}"])
+        _fail([f"{filename}:{_line(exc)}: invalid YAML: {_yaml_problem(exc, text)}"])
     except yaml.YAMLError as exc:
         _fail([f"{filename}:1: invalid YAML: {exc}"])
     issues: list[tuple[int, str]] = [
@@ -67,7 +142,7 @@ def parse_document(text: str, filename: str, model: type[M]) -> M:
             message = _describe(error, loc, model)
             issues.append(_located(filename, document, loc, message))
         semantic = _partial_checks(
-            model, document.data, [tuple(e["loc"]) for e in errors]
+            model, document.data, [tuple(e["loc"]) for e in errors], stand_in
         )
     for loc, message in semantic:
         issues.append(_located(filename, document, loc, message))
@@ -77,29 +152,71 @@ def parse_document(text: str, filename: str, model: type[M]) -> M:
     return plan
 
 
-def _partial_checks(
-    model: type[BaseModel], data: dict[str, Any], broken: list[FieldPath]
-) -> list[Issue]:
-    """The plan checks, run on ``data`` without its broken fields.
+def _line(exc: yaml.MarkedYAMLError) -> int:
+    mark = exc.problem_mark or exc.context_mark
+    return mark.line + 1 if mark is not None else 1
 
-    So that one typo does not hide an unknown upstream elsewhere. Only fields
-    that have a default can be dropped; otherwise nothing is reported.
+
+def _yaml_problem(exc: yaml.MarkedYAMLError, text: str) -> str:
+    what = " ".join(str(p) for p in (exc.context, exc.problem) if p)
+    # libyaml says "found character that cannot start any token" without the
+    # character; show it (a tab, a backquote...).
+    mark = exc.problem_mark
+    problem = exc.problem or ""
+    if mark is not None and problem.startswith("found") and "'" not in problem:
+        index = getattr(mark, "index", -1)
+        width = 2 if "escape" in problem else 1
+        shown = text[index : index + width] if 0 <= index < len(text) else ""
+        if shown:
+            what += f" {shown!r}"
+    return what
+
+
+def _partial_checks(
+    model: type[BaseModel],
+    data: dict[str, Any],
+    broken: list[FieldPath],
+    stand_in: StandIn | None,
+) -> list[Issue]:
+    """The checks of the whole document, run on ``data`` without its broken fields.
+
+    So that one typo does not hide an unknown upstream elsewhere. A broken
+    field is set aside: dropped when it has a default, else replaced by what
+    ``stand_in`` offers (a route's name, an upstream's URL), else its nearest
+    parent that can be is. Issues about what was set aside are not reported
+    (they would be guesses), and routes whose ``match`` or ``name`` was
+    touched take no part in the reachability check. Nothing is reported when
+    a broken field cannot be set aside (a plan without ``upstreams``).
     """
     pruned = copy.deepcopy(data)
     targets: list[FieldPath] = []
-    for loc in broken:
-        # A bad list item or dict key drops the whole field holding it.
-        keys = [i for i, part in enumerate(loc) if isinstance(part, str)]
-        target = loc[: keys[-1] + 1] if keys else ()
-        parent = _get(pruned, target[:-1])
-        if len(target) < 3 or not isinstance(parent, dict):
-            return []
-        parent.pop(target[-1], None)
-        targets.append(target)
     found: list[Issue] = []
-    try:
-        model.model_validate(pruned, context={ISSUES: found, PARTIAL: True})
-    except ValidationError:
+    for _ in range(_PRUNE_ROUNDS):
+        for loc in broken:
+            if any(loc[: len(t)] == t for t in targets):
+                continue  # already set aside with its parent
+            target = _set_aside(model, pruned, loc, stand_in)
+            if target is None:
+                return []
+            targets.append(target)
+        # Routes whose match may not be what was written, or whose name is a
+        # stand-in (the reachability messages name routes).
+        unsure = frozenset(
+            t[1]
+            for t in targets
+            if len(t) >= 2
+            and t[0] == "routes"
+            and isinstance(t[1], int)
+            and (len(t) == 2 or t[2] in ("match", "name"))
+        )
+        found = []
+        try:
+            model.model_validate(pruned, context={ISSUES: found, PARTIAL: unsure})
+        except ValidationError as exc:
+            broken = [tuple(e["loc"]) for e in exc.errors()]
+            continue
+        break
+    else:
         return []
     return [
         (loc, message)
@@ -108,13 +225,60 @@ def _partial_checks(
     ]
 
 
+_MISSING: Any = object()
+
+
+def _set_aside(
+    model: type[BaseModel],
+    data: dict[str, Any],
+    loc: FieldPath,
+    stand_in: StandIn | None,
+) -> FieldPath | None:
+    """Drop or replace the field broken at ``loc``; its path, or None if stuck."""
+    # A missing required field may have a stand-in.
+    if stand_in is not None and loc and isinstance(_get(data, loc[:-1]), dict):
+        value = stand_in(loc, data)
+        if value is not NO_STAND_IN:
+            _get(data, loc[:-1])[loc[-1]] = value
+            return loc
+    # Error locations may carry pydantic's own parts (a union member's name):
+    # start from the deepest part that is in the data.
+    target = loc
+    while target and _get(data, target) is _MISSING:
+        target = target[:-1]
+    while target:
+        parent = _get(data, target[:-1])
+        key = target[-1]
+        value = stand_in(target, data) if stand_in is not None else NO_STAND_IN
+        if value is not NO_STAND_IN:
+            parent[key] = value
+            return target
+        if isinstance(key, str) and isinstance(parent, dict):
+            if _required(model, target) is not True:
+                del parent[key]
+                return target
+        # A required field, or an item of a list: set aside what holds it.
+        target = target[:-1]
+    return None
+
+
 def _get(data: Any, path: FieldPath) -> Any:
     for part in path:
         try:
             data = data[part]
         except (KeyError, IndexError, TypeError):
-            return None
+            return _MISSING
     return data
+
+
+def _required(model: type[BaseModel], path: FieldPath) -> bool | None:
+    """Whether ``path`` is a required model field; None when it is no model
+    field (an unknown key, an entry of a dict)."""
+    annotation = _annotation_at(path[:-1], model)
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        info = annotation.model_fields.get(str(path[-1]))
+        return None if info is None else info.is_required()
+    return None
 
 
 def _fail(issues: list[str]) -> NoReturn:
@@ -154,24 +318,29 @@ def _describe(error: Any, loc: FieldPath, model: type[BaseModel]) -> str:
 
 def _fields_at(loc: FieldPath, model: type[BaseModel]) -> list[str]:
     """Field names of the model found at ``loc`` from ``model``, if any."""
+    annotation = _annotation_at(loc, model)
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return list(annotation.model_fields)
+    return []
+
+
+def _annotation_at(loc: FieldPath, model: type[BaseModel]) -> Any:
+    """The type found at ``loc`` from ``model`` (unwrapped); None if unknown."""
     annotation: Any = model
     for part in loc:
         annotation = _unwrap(annotation)
         if isinstance(annotation, type) and issubclass(annotation, BaseModel):
             info = annotation.model_fields.get(str(part))
             if info is None:
-                return []
+                return None
             annotation = info.annotation
         elif get_origin(annotation) is tuple:  # tuple[X, ...]: an index
             annotation = get_args(annotation)[0]
         elif get_origin(annotation) is dict:  # dict[str, X]: a key
             annotation = get_args(annotation)[1]
         else:
-            return []
-    annotation = _unwrap(annotation)
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return list(annotation.model_fields)
-    return []
+            return None
+    return _unwrap(annotation)
 
 
 def _unwrap(annotation: Any) -> Any:

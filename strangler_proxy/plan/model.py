@@ -46,6 +46,7 @@ __all__ = [
     "Route",
     "FrozenModel",
     "ShadowConfig",
+    "Timeout",
     "Timeouts",
     "UpstreamConfig",
     "UpstreamIdentity",
@@ -72,6 +73,8 @@ SLUG = re.compile(r"^[a-z0-9](?:[a-z0-9_-]*[a-z0-9])?$")
 # RFC 9110 5.6.2 token: what a method or a header name may be made of.
 _TOKEN = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$")
 _HOSTNAME = re.compile(r"^(?:\*\.)?[a-z0-9](?:[a-z0-9.-]*[a-z0-9])?$")
+INTERNAL_PREFIX = "/internal/"
+"""Always reserved: the endpoints services and the monolith expose to the toolkit."""
 
 
 def parse_duration(value: Any) -> Any:
@@ -112,6 +115,15 @@ def _not_negative(value: float) -> float:
     return value
 
 
+def _positive(value: float) -> float:
+    if value <= 0:
+        raise ValueError(
+            f"must be above 0 (got {value:g}): a timeout of 0 is not 'no "
+            "timeout'; leave it unset to inherit, or give a long one (e.g. 1h)"
+        )
+    return value
+
+
 def _fraction(value: float) -> float:
     if not 0 <= value <= 1:
         raise ValueError(f"must be from 0 to 1, or 0% to 100% (got {value:g})")
@@ -138,6 +150,16 @@ ByteSize = Annotated[
     ),
     AfterValidator(_not_negative),
 ]
+Timeout = Annotated[
+    float,
+    BeforeValidator(
+        parse_duration,
+        json_schema_input_type=Annotated[float, Field(gt=0)]
+        | Annotated[str, Field(pattern=_DURATION.pattern)],
+    ),
+    AfterValidator(_positive),
+]
+"""A duration above 0: a timeout. 0 is refused rather than read as "none"."""
 Ratio = Annotated[
     float,
     BeforeValidator(
@@ -156,22 +178,28 @@ class FrozenModel(BaseModel):
 
 
 class Timeouts(FrozenModel):
-    """Timeouts of upstream requests (durations).
+    """Timeouts of upstream requests (durations above 0).
 
-    An unset timeout inherits: route, then upstream, then the built-in default.
+    An unset timeout inherits: route, then upstream, then the built-in default
+    (connect 2s, read 30s, no total). 0 is refused: it reads as "no timeout"
+    in some proxies and as "time out at once" in others. There is no way to
+    switch the connect or read timeout off; give a long one instead.
     """
 
-    connect: Duration | None = Field(
-        default=None, description="Time allowed to open the connection to the upstream."
+    connect: Timeout | None = Field(
+        default=None,
+        description="Time allowed to open the connection to the upstream. "
+        "Above 0. Unset: inherited, else 2s.",
     )
-    read: Duration | None = Field(
+    read: Timeout | None = Field(
         default=None,
         description="Time allowed between reads from the upstream (response "
-        "headers, then each body chunk).",
+        "headers, then each body chunk). Above 0. Unset: inherited, else 30s.",
     )
-    total: Duration | None = Field(
+    total: Timeout | None = Field(
         default=None,
-        description="Time allowed for the whole exchange with the upstream.",
+        description="Time allowed for the whole exchange with the upstream. "
+        "Above 0. Unset: inherited, else no limit.",
     )
 
 
@@ -507,9 +535,9 @@ class RetryPolicy(FrozenModel):
         le=10,
         description="Attempts after the first one, within the proxy's retry budget.",
     )
-    per_try_timeout: Duration | None = Field(
+    per_try_timeout: Timeout | None = Field(
         default=None,
-        description="Time allowed for each attempt. Unset: the read timeout.",
+        description="Time allowed for each attempt (above 0). Unset: the read timeout.",
     )
     backoff_base: Duration = Field(
         default=0.025,
@@ -763,3 +791,32 @@ class ProxyConfig(FrozenModel):
     retry_budget: RetryBudgetConfig = Field(
         default=RetryBudgetConfig(), description="Proxy-wide retry budget."
     )
+    reserved: tuple[str, ...] = Field(
+        default=(INTERNAL_PREFIX,),
+        description="Path prefixes never forwarded from clients: a request under "
+        "one (or for the prefix without its last `/`) gets 404 from the proxy, "
+        "checked on the normalised path, before routing. Case-sensitive. Must "
+        "keep `/internal/`, the services' and the monolith's own endpoints.",
+    )
+
+    @field_validator("reserved")
+    @classmethod
+    def _reserved_prefixes(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for prefix in value:
+            segments = prefix[1:-1].split("/")
+            if (
+                len(prefix) < 3
+                or not prefix.startswith("/")
+                or not prefix.endswith("/")
+                or any(s in ("", ".", "..") or "%" in s for s in segments)
+            ):
+                raise ValueError(
+                    f"{prefix!r} is not a path prefix like '/internal/' (a "
+                    "normalised path: '/' first and last, no '//', '.', '..' or '%')"
+                )
+        if INTERNAL_PREFIX not in value:
+            raise ValueError(
+                f"must include {INTERNAL_PREFIX!r}: internal endpoints are never "
+                "forwarded from clients"
+            )
+        return tuple(dict.fromkeys(value))

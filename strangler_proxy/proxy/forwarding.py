@@ -2,8 +2,9 @@
 
 For each request :func:`forward`:
 
-1. checks the request (URI length, header size, framing, path security,
-   declared body size) and answers 4xx itself when it is refused;
+1. checks the request (URI length, header size, Host, framing, path
+   security, reserved paths, declared body size) and answers 4xx itself when
+   it is refused;
 2. asks the router for the target upstream;
 3. reads up to :data:`REPLAY_LIMIT` bytes of the body: a body that ends within
    that is kept and can be replayed by a retry or a fallback; a longer one is
@@ -108,12 +109,22 @@ class RequestBody:
         "buffered",
         "error",
         "on_complete",
+        "framed",
     )
 
     def __init__(
-        self, receive: Receive, *, has_body: bool, max_body: int, deadline: float
+        self,
+        receive: Receive,
+        *,
+        has_body: bool,
+        max_body: int,
+        deadline: float,
+        framed: bool = True,
     ) -> None:
         self._receive = receive
+        self.framed = framed
+        """The client sent Content-Length or Transfer-Encoding (even for an
+        empty body): then the upstream gets a Content-Length, else none."""
         self._prefix: list[bytes] = []
         self._max = max_body
         self._deadline = deadline
@@ -171,9 +182,14 @@ class RequestBody:
             self._prefix = []
 
     def for_attempt(self) -> bytes | AsyncIterator[bytes] | None:
-        """What one attempt sends: the buffered bytes, or the live stream."""
+        """What one attempt sends: the buffered bytes, or the live stream.
+
+        ``None`` (no body, no framing header) for a request that came without
+        framing: a proxy forwards the message it got (RFC 9110 §8.6), so a
+        ``DELETE`` does not gain a ``Content-Length: 0`` on the way.
+        """
         if self.buffered is not None:
-            return self.buffered or None
+            return self.buffered if self.buffered or self.framed else None
         return self._stream()
 
     async def _stream(self) -> AsyncIterator[bytes]:
@@ -194,6 +210,14 @@ def _too_large() -> ProxyError:
         "the request body is larger than the proxy accepts",
         kind="body_too_large",
         close=True,
+    )
+
+
+def _reserved(*, close: bool) -> ProxyError:
+    # A plain 404, as for a path nothing serves: the answer does not say the
+    # path exists. The unread body is why the connection may close.
+    return ProxyError(
+        404, "not_found", "no such resource", kind="reserved_path", close=close
     )
 
 
@@ -388,6 +412,10 @@ async def _forward(
             kind="header_too_large",
             close=True,
         )
+    if request.host is None and scope.get("http_version") == "1.1":
+        # RFC 9112 §3.2: a server MUST answer 400 to an HTTP/1.1 request
+        # without Host. HTTP/1.0 predates the requirement.
+        raise bad_request("an HTTP/1.1 request needs a Host header")
     raw_path: bytes = scope.get("raw_path") or scope["path"].encode("utf-8")
     query: bytes = scope.get("query_string", b"")
     if len(raw_path) + len(query) + 1 > limits.max_uri:
@@ -405,13 +433,17 @@ async def _forward(
     except PathError as exc:
         raise bad_request(str(exc)) from None
     ex.path = target.path
+    length = request.content_length
+    has_body = request.chunked or bool(length)
+    if target.path in runtime.reserved:
+        # After normalisation, before routing: no spelling of the path and no
+        # route can send a client to the upstreams' internal endpoints.
+        raise _reserved(close=has_body)
     if target.raw_path == b"*":
         await _answer_server_options(ex, send, policy.request_id_header)
         return
-    length = request.content_length
     if length is not None and length > limits.max_body:
         raise _too_large()
-    has_body = request.chunked or bool(length)
     body = RequestBody(
         receive,
         has_body=has_body,
@@ -419,6 +451,7 @@ async def _forward(
         deadline=asyncio.get_running_loop().time()
         + limits.request_deadline
         - (time.perf_counter() - ex.started),
+        framed=length is not None or request.chunked,
     )
     ex.body = body
 

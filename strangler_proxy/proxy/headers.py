@@ -13,6 +13,10 @@ Requests (client -> upstream):
   ``trusted_hops`` = 0 whatever the client sent is discarded; with N, the last
   N entries (added by trusted proxies in front) are kept; then the proxy
   appends its own. ``Via: 1.1 <via>`` is appended;
+* ``X-Real-IP`` from the client is never forwarded: the proxy sets it to the
+  client address it found, the socket peer, or with ``trusted_hops`` = N the
+  Nth ``X-Forwarded-For`` entry from the right (the peer when there are fewer,
+  as Envoy's ``xff_num_trusted_hops``);
 * ``Host`` is the client's (``preserve``) or the upstream's (``rewrite``);
 * a request id is kept when the client sent a sane one, else generated.
 
@@ -69,6 +73,7 @@ _REPLACED = frozenset(
         b"x-forwarded-host",
         b"forwarded",
         b"via",
+        b"x-real-ip",
     }
 )
 _REQUEST_ID = re.compile(rb"^[A-Za-z0-9._:@/+=-]{1,128}$")
@@ -220,8 +225,10 @@ def upstream_request_headers(
     hops = policy.trusted_hops
     client = client_ip.encode("latin-1")
     xff = _last_entries(request.xff, hops) if hops else []
+    real_ip = xff[0] if hops and len(xff) == hops else client
     xff.append(client)
     headers.append((b"x-forwarded-for", b", ".join(xff)))
+    headers.append((b"x-real-ip", real_ip))
     proto = _last_entries(request.xfp, hops)[-1:] if hops else []
     headers.append((b"x-forwarded-proto", proto[0] if proto else scheme.encode()))
     fwd_host = _last_entries(request.xfh, hops)[-1:] if hops else []

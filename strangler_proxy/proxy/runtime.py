@@ -23,8 +23,6 @@ import asyncio
 import logging
 from collections.abc import Callable
 
-import orjson
-
 from strangler_proxy.exceptions import PlanError
 from strangler_proxy.parity import Comparator, ParityStore
 from strangler_proxy.plan import Plan, version_hash
@@ -35,6 +33,7 @@ from .identity import IdentityGate
 from .resilience import RetryBudget
 from .routing import Router
 from .shadow import ShadowDispatcher, ShadowOptions, SharedStore, shadowed_routes
+from .target import ReservedPaths
 from .upstreams import UpstreamRuntime
 
 __all__ = ["Runtime", "RuntimeHolder", "SwapListener", "plan_hash"]
@@ -66,6 +65,10 @@ class Runtime:
         self.policy = HeaderPolicy.from_config(plan.proxy)
         self.limits = plan.proxy.limits
         self.permissive_paths = plan.proxy.path_security == "permissive"
+        self.reserved = ReservedPaths(
+            plan.proxy.reserved, permissive=self.permissive_paths
+        )
+        """Paths never forwarded from clients (404 at the edge)."""
         self.in_flight = 0
         self.retired = False
         self.closed = False
@@ -74,6 +77,11 @@ class Runtime:
             upstream.users += 1
         self.shadow: ShadowDispatcher | None = None
         """Mirrors requests of shadowed routes; None when the plan has none."""
+        self.shadow_counts: dict[tuple[str, str], int] = {}
+        """The shadow counters, per (route, event): handed from runtime to
+        runtime, through plans without shadowed routes too, so they stay
+        monotonic across reloads (a Prometheus counter must not go back)."""
+        self.shadow_options: ShadowOptions | None = None
         self._shared_store: SharedStore | None = None
         self.identity: IdentityGate | None = None
         """Resolves callers and mints tokens; None when no upstream wants them."""
@@ -128,8 +136,13 @@ class Runtime:
             version_hash=plan_hash(plan),
         )
         runtime.identity = identity
+        if previous is not None:
+            runtime.shadow_counts = previous.shadow_counts
+            runtime.shadow_options = previous.shadow_options
+        if shadow_options is not None:
+            runtime.shadow_options = shadow_options
         if shared is not None:
-            runtime._build_shadow(shared, previous, shadow_options)
+            runtime._build_shadow(shared, previous)
         runtime.declared_plan = declared if declared is not None else plan
         return runtime
 
@@ -139,12 +152,7 @@ class Runtime:
         routes."""
         return self._shared_store.store if self._shared_store is not None else None
 
-    def _build_shadow(
-        self,
-        shared: SharedStore,
-        previous: Runtime | None,
-        options: ShadowOptions | None,
-    ) -> None:
+    def _build_shadow(self, shared: SharedStore, previous: Runtime | None) -> None:
 
         from .shadow import ShadowDispatcher, shadowed_routes
 
@@ -164,8 +172,8 @@ class Runtime:
             self.policy,
             shared.acquire(),
             comparators,
-            options if options is not None or old is None else old.options,
-            counts=old.counts if old is not None else None,
+            self.shadow_options,
+            counts=self.shadow_counts,
             identity=self.identity,
         )
 
@@ -249,9 +257,9 @@ def _check_references(plan: Plan) -> None:
 
 
 def plan_hash(plan: Plan) -> str:
-    """Short sha256 of the plan's canonical JSON: equal plans, equal hashes."""
-    data = orjson.dumps(plan.model_dump(mode="json"), option=orjson.OPT_SORT_KEYS)
-    return version_hash(data)
+    """The plan's version (:func:`strangler_proxy.plan.version_hash`), the one
+    `strangler plan validate` prints: equal plans, equal hashes."""
+    return version_hash(plan)
 
 
 SwapListener = Callable[["Runtime", "Runtime"], None]

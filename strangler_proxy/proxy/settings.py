@@ -78,6 +78,12 @@ class ProxySettings(BaseModel):
     shutdown_timeout: float = Field(
         30.0, ge=0, description="Seconds in-flight requests get to finish on exit."
     )
+    header_timeout: float = Field(
+        10.0,
+        gt=0,
+        description="Seconds a client gets to send a request's headers (a new "
+        "connection: its first request's); then 408 and the connection closes.",
+    )
     workers: int = Field(
         1, ge=1, le=1, description="Processes. Only 1: replicas share only the plan."
     )

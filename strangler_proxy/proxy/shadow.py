@@ -45,6 +45,7 @@ from strangler_proxy.parity import (
     ResponseSnapshot,
     open_store,
 )
+from strangler_proxy.parity.redact import redact_target
 from strangler_proxy.plan import ShadowConfig
 
 from .headers import parse_cookies, upstream_request_headers
@@ -68,6 +69,7 @@ __all__ = [
     "ShadowCapture",
     "ShadowDispatcher",
     "ShadowOptions",
+    "shadow_stats",
     "shadowed_routes",
 ]
 
@@ -189,6 +191,21 @@ class _TooLarge(Exception):
 
 class _Busy(Exception):
     pass
+
+
+def _framed(request: RequestHeaders) -> bool:
+    return request.content_length is not None or request.chunked
+
+
+def shadow_stats(
+    counts: Mapping[tuple[str, str], int], in_flight: int = 0, queued: int = 0
+) -> dict[str, Any]:
+    """The shape of :meth:`ShadowDispatcher.stats` for ``counts``; also what a
+    runtime without a dispatcher reports of the counts it carries."""
+    routes: dict[str, dict[str, int]] = {}
+    for (route, key), value in sorted(counts.items()):
+        routes.setdefault(route, {})[key] = value
+    return {"in_flight": in_flight, "queued": queued, "routes": routes}
 
 
 class ShadowDispatcher:
@@ -320,14 +337,7 @@ class ShadowDispatcher:
         """Counters per route (``sent``, ``dropped``, ``sampled_out``,
         ``skipped:<reason>``, ``error:<kind>``, ``matched``, ``mismatched``,
         ``noise_only``) plus the jobs running and queued now."""
-        routes: dict[str, dict[str, int]] = {}
-        for (route, key), value in sorted(self.counts.items()):
-            routes.setdefault(route, {})[key] = value
-        return {
-            "in_flight": len(self._running),
-            "queued": len(self._queue),
-            "routes": routes,
-        }
+        return shadow_stats(self.counts, len(self._running), len(self._queue))
 
     # -- the shadow jobs --------------------------------------------------------
 
@@ -348,7 +358,9 @@ class ShadowDispatcher:
         except asyncio.CancelledError:
             raise
         except Exception:  # a shadow must never take anything else down
-            logger.exception("shadow of %s %s failed", job.method, job.target)
+            logger.exception(
+                "shadow of %s %s failed", job.method, redact_target(job.target)
+            )
             self._count(name, "error:internal")
         job.done = True
 
@@ -474,7 +486,8 @@ class ShadowDispatcher:
             job.method,
             job.target,
             headers,
-            job.body or None,
+            # As the primary got it: no framing for a request that had none.
+            job.body if job.body or _framed(job.request) else None,
             connect_timeout=timeouts.connect,
             read_timeout=timeouts.read,
         )

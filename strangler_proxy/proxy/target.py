@@ -9,11 +9,18 @@ normalised once, here, and both the router and the upstream get the result:
   hex digits upper-cased (RFC 3986 §6.2.2); everything else stays encoded as
   the client sent it;
 * dot segments are removed (RFC 3986 §5.2.4); ``..`` above the root is refused;
+* runs of ``/`` are merged into one (nginx's ``merge_slashes``), so ``//admin``
+  is never routed apart from ``/admin``; the merged path is what is forwarded;
 * NUL (raw or ``%00``), control characters and backslashes are refused, and so
   are ``%2F``/``%5C`` unless ``path_security`` is ``permissive``, in which case
   they pass through untouched and are not treated as separators for routing.
 
 The query string is forwarded byte for byte.
+
+:class:`ReservedPaths` says whether a normalised path is one the plan keeps
+from clients (``proxy.reserved``, ``/internal/`` always): checked on the same
+path the router sees, so no spelling of it (``//internal``, ``/%69nternal``,
+``/api/../internal``) slips through.
 """
 
 from __future__ import annotations
@@ -24,17 +31,18 @@ from urllib.parse import unquote
 
 from strangler_proxy.exceptions import PathError
 
-__all__ = ["RequestTarget", "normalise_target"]
+__all__ = ["RequestTarget", "ReservedPaths", "normalise_target"]
 
 _UNRESERVED = frozenset(
     b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-._~"
 )
 _HEX = frozenset(b"0123456789abcdefABCDEF")
-# Anything that forces the slow path: escapes, possible dot segments, bytes
-# outside printable ASCII, backslashes.
-_NEEDS_WORK = re.compile(rb"[^\x21-\x7e]|[%\\]|/\.")
+# Anything that forces the slow path: escapes, possible dot segments, empty
+# segments, bytes outside printable ASCII, backslashes.
+_NEEDS_WORK = re.compile(rb"[^\x21-\x7e]|[%\\]|/\.|//")
 _SEPARATORS = (b"2F", b"5C")
 _KEPT = re.compile("(%2F|%5C)", re.IGNORECASE)
+_SLASHES = re.compile("/{2,}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +79,8 @@ def normalise_target(
     out: list[bytes] = []
     last = len(segments) - 1
     for i, seg in enumerate(segments):
+        if not seg and i != last:
+            continue  # "//": merged; only a trailing empty segment remains
         if seg == b".":
             if i == last:
                 out.append(b"")
@@ -141,3 +151,28 @@ def _decode(segments: list[bytes], permissive: bool) -> str:
                 text = unquote(text, errors="replace")
         decoded.append(text)
     return "/" + "/".join(decoded)
+
+
+class ReservedPaths:
+    """The path prefixes a client may not reach (``proxy.reserved``).
+
+    A prefix ``/internal/`` reserves ``/internal`` and everything under
+    ``/internal/``; paths are case-sensitive (RFC 3986 §6.2.2.1).
+    """
+
+    __slots__ = ("prefixes", "_bare", "_permissive")
+
+    def __init__(self, prefixes: tuple[str, ...], *, permissive: bool) -> None:
+        self.prefixes = prefixes
+        self._bare = frozenset(p.rstrip("/") for p in prefixes)
+        self._permissive = permissive
+
+    def __contains__(self, path: str) -> bool:
+        if path.startswith(self.prefixes) or path in self._bare:
+            return True
+        if self._permissive and "%" in path:
+            # An upstream decodes the %2F that permissive mode passes through:
+            # "/internal%2Fevents" is "/internal/events" to it.
+            decoded = _SLASHES.sub("/", unquote(path, errors="replace"))
+            return decoded.startswith(self.prefixes) or decoded in self._bare
+        return False

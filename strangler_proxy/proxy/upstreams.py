@@ -112,7 +112,13 @@ class ResolvedTimeouts:
 
 
 def resolve_timeouts(route: Timeouts | None, upstream: Timeouts) -> ResolvedTimeouts:
-    """Route settings win over upstream settings, which win over the defaults."""
+    """Route settings win over upstream settings, which win over the defaults.
+
+    Every value the plan gives is above 0 (the plan refuses 0 rather than
+    guess whether it means "none" or "at once"), and the defaults are too: the
+    connect and read timeouts always hold; ``total`` is None (no limit) unless
+    set.
+    """
     r = route or _UNSET
     connect = r.connect if r.connect is not None else upstream.connect
     read = r.read if r.read is not None else upstream.read

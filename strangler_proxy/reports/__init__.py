@@ -5,7 +5,7 @@ functions (the gate calls :func:`route_report` for its evidence); the
 renderers turn reports into a terminal table (:mod:`.table`), JSON for CI
 (:mod:`.json`) or a self-contained HTML page (:mod:`.html`).
 
-May import :mod:`strangler_proxy.parity` only; the CLI and the dashboard
+May import :mod:`strangler_proxy.parity` and the exceptions; the CLI and the dashboard
 (:mod:`strangler_proxy.control.dashboard`) use it.
 """
 
@@ -16,6 +16,7 @@ from .model import (
     Report,
     RouteReport,
     build_report,
+    known_routes,
     parse_rate,
     parse_since,
     route_report,
@@ -26,6 +27,7 @@ __all__ = [
     "Report",
     "RouteReport",
     "build_report",
+    "known_routes",
     "parse_rate",
     "parse_since",
     "route_report",

@@ -8,6 +8,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import timedelta
 from typing import Any
 
+from strangler_proxy.exceptions import UnknownRouteError
 from strangler_proxy.parity.store import FieldGroup, ParityStore, Since
 
 __all__ = [
@@ -15,6 +16,7 @@ __all__ = [
     "Report",
     "RouteReport",
     "build_report",
+    "known_routes",
     "parse_rate",
     "parse_since",
     "route_report",
@@ -152,17 +154,28 @@ def build_report(
     """Reports of every route in the store (or just ``route``).
 
     ``since`` is an age in seconds back from now, or None for everything.
+    Raises :class:`~strangler_proxy.exceptions.UnknownRouteError` when
+    ``route`` has no results in the store at all (a known route with none in
+    ``since`` is reported, with zeros).
     """
     now = time.time()
     window: Since = timedelta(seconds=since) if since is not None else None
     names = [s.route for s in store.route_summaries(window)]
     if route is not None:
+        known = names if window is None else known_routes(store)
+        if route not in known:
+            raise UnknownRouteError(route, known, "in the parity store")
         names = [route]
     return Report(
         generated_at=now,
         since=now - since if since is not None else None,
         routes=tuple(route_report(store, name, window) for name in names),
     )
+
+
+def known_routes(store: ParityStore) -> list[str]:
+    """The routes the store holds any result of, in order."""
+    return [s.route for s in store.route_summaries()]
 
 
 def parse_since(text: str) -> float:

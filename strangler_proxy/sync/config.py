@@ -13,8 +13,11 @@ Loaded like a plan (:func:`load_sync`): YAML into frozen pydantic models with
       catalog:
         url: http://127.0.0.1:8101
         events: ["catalog.*"]
+        token_env: STRANGLER_INTERNAL_TOKEN   # the default
 
-Every field is documented in ``docs/reference/sync.md``.
+The file names where the relay's credential comes from (``token_env``, an
+environment variable), never the secret itself. Every field is documented in
+``docs/reference/sync.md``.
 """
 
 from __future__ import annotations
@@ -25,11 +28,11 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from strangler_proxy.exceptions import PlanError
 from strangler_proxy.plan import Duration
-from strangler_proxy.plan.load import parse_document
+from strangler_proxy.plan.load import parse_document, read_document
 
 __all__ = [
+    "DEFAULT_TOKEN_ENV",
     "Backoff",
     "Ownership",
     "RelaySettings",
@@ -42,6 +45,21 @@ __all__ = [
 
 _PATTERN = re.compile(r"^(?:\*|[a-z][a-z0-9_]*(?:\.[a-z][a-z0-9_]*)*(?:\.\*)?)$")
 _NAME = re.compile(r"^[a-z0-9](?:[a-z0-9_-]*[a-z0-9])?$")
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
+
+DEFAULT_TOKEN_ENV = "STRANGLER_INTERNAL_TOKEN"
+"""The environment variable holding the internal token, unless a sync file
+names another (``token_env``)."""
+
+
+def _env_name(value: str) -> str:
+    if not _ENV_NAME.match(value):
+        raise ValueError(
+            f"must name an environment variable (letters, digits, '_'), such as "
+            f"{DEFAULT_TOKEN_ENV}; put the token itself in that variable, "
+            "never in the sync file"
+        )
+    return value
 
 
 class _Model(BaseModel):
@@ -93,6 +111,9 @@ class Subscriber(_Model):
     url: str
     events: tuple[str, ...] = Field(min_length=1)
     path: str = "/internal/events"
+    token_env: str = DEFAULT_TOKEN_ENV
+    """The environment variable whose value the relay sends as ``Authorization:
+    Bearer <token>``."""
 
     @field_validator("url")
     @classmethod
@@ -122,6 +143,11 @@ class Subscriber(_Model):
             raise ValueError(f"must start with '/', not {value!r}")
         return value
 
+    @field_validator("token_env")
+    @classmethod
+    def _token_env(cls, value: str) -> str:
+        return _env_name(value)
+
     def wants(self, event_type: str) -> bool:
         """Whether this subscriber receives events of ``event_type``."""
         return any(matches(p, event_type) for p in self.events)
@@ -132,11 +158,14 @@ class Ownership(_Model):
 
     ``owners`` maps an aggregate type to the subscriber that now owns it;
     types not listed belong to the monolith. The owner's outbox is relayed to
-    the monolith's ingest at ``monolith`` + ``path`` (``strangler ownership``).
+    the monolith's ingest at ``monolith`` + ``path`` (``strangler ownership``),
+    with the token in the environment variable ``token_env``.
     """
 
     monolith: str = "http://127.0.0.1:8000"
     path: str = "/internal/events"
+    token_env: str = DEFAULT_TOKEN_ENV
+    """The environment variable holding the token sent to the monolith."""
     owners: dict[str, str] = {}
 
     @field_validator("monolith")
@@ -148,6 +177,11 @@ class Ownership(_Model):
     @classmethod
     def _absolute(cls, value: str) -> str:
         return Subscriber._absolute(value)
+
+    @field_validator("token_env")
+    @classmethod
+    def _token_env(cls, value: str) -> str:
+        return _env_name(value)
 
     @field_validator("owners")
     @classmethod
@@ -208,13 +242,12 @@ class SyncConfig(_Model):
 
 
 def load_sync(path: str | Path) -> SyncConfig:
-    """Read and validate the sync file; raise :class:`PlanError` if invalid."""
+    """Read and validate the sync file; raise :class:`PlanError` if invalid.
+
+    A file over 1 MiB is refused without being read further (as a plan).
+    """
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise PlanError(f"{path}: cannot read sync file: {exc}") from exc
-    return parse_sync(text, str(path))
+    return parse_sync(read_document(path, "sync file"), str(path))
 
 
 def parse_sync(text: str, filename: str) -> SyncConfig:

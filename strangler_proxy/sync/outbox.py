@@ -10,6 +10,11 @@ and an event being retried is the last of its aggregate in its batch.
 Store methods are synchronous (the Django ORM is); the relay calls them from
 one worker thread. A store call that fails because the database is busy
 (:func:`is_busy`) changed nothing and may be made again.
+
+Two more abilities are optional, and the relay uses them when a store has
+them: :class:`Lockable` (``lock()``: one relay per outbox at a time) and
+:class:`RefusalLog` (a subscriber refusing the relay's credential, kept where
+``strangler relay parked`` and the next relay can see it).
 """
 
 from __future__ import annotations
@@ -19,11 +24,24 @@ import threading
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, runtime_checkable
+
+from strangler_proxy.exceptions import LockHeld
 
 from .config import matches
+from .lock import HeldLock, ProcessLock
 
-__all__ = ["Lag", "MemoryOutbox", "OutboxStore", "Pending", "is_busy", "utcnow"]
+__all__ = [
+    "Lag",
+    "Lockable",
+    "MemoryOutbox",
+    "OutboxStore",
+    "Pending",
+    "Refusal",
+    "RefusalLog",
+    "is_busy",
+    "utcnow",
+]
 
 Envelope = dict[str, Any]
 
@@ -118,6 +136,48 @@ class OutboxStore(Protocol):
         ...
 
 
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """A subscriber answered the relay 401 or 403: it refuses its credential."""
+
+    subscriber: str
+    status: int
+    detail: str
+    since: dt.datetime
+
+    def describe(self) -> str:
+        """One line for people: who refuses, how, since when."""
+        since = self.since.astimezone(dt.UTC).isoformat(timespec="seconds")
+        return (
+            f"{self.subscriber} refuses the relay's credential (HTTP {self.status}: "
+            f"{self.detail}) since {since.replace('+00:00', 'Z')}; its events stay "
+            "pending"
+        )
+
+
+@runtime_checkable
+class Lockable(Protocol):
+    """A store that can make sure one relay at a time delivers it."""
+
+    def lock(self) -> HeldLock:
+        """Take the relay lock of this outbox (and direction) without waiting;
+        :class:`~strangler_proxy.exceptions.LockHeld` when another has it."""
+        ...
+
+
+@runtime_checkable
+class RefusalLog(Protocol):
+    """A store that keeps which subscribers refuse the relay's credential."""
+
+    def set_refusal(self, subscriber: str, refusal: Refusal | None) -> None:
+        """Record the refusal (None: the subscriber accepts the relay again)."""
+        ...
+
+    def refusals(self) -> list[Refusal]:
+        """The subscribers that refused the last relay, oldest first."""
+        ...
+
+
 Status = Literal["pending", "delivered", "parked"]
 
 
@@ -136,7 +196,29 @@ class MemoryOutbox:
     events: list[Envelope] = field(default_factory=list)
     _deliveries: dict[tuple[str, str], _Delivery] = field(default_factory=dict)
     _sequences: dict[tuple[str, str], int] = field(default_factory=dict)
+    _refusals: dict[str, Refusal] = field(default_factory=dict)
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    _relay_lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def lock(self) -> HeldLock:
+        """One relay at a time on this outbox (it lives in this process)."""
+        if not self._relay_lock.acquire(blocking=False):
+            raise LockHeld(
+                "another relay holds the lock on this in-memory outbox; only one "
+                "relay may deliver an outbox at a time"
+            )
+        return ProcessLock(self._relay_lock)
+
+    def set_refusal(self, subscriber: str, refusal: Refusal | None) -> None:
+        with self._lock:
+            if refusal is None:
+                self._refusals.pop(subscriber, None)
+            else:
+                self._refusals[subscriber] = refusal
+
+    def refusals(self) -> list[Refusal]:
+        with self._lock:
+            return sorted(self._refusals.values(), key=lambda r: r.since)
 
     def append(
         self,

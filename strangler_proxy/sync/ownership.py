@@ -13,8 +13,16 @@ it with the same batching, retries and per-aggregate ordering
 (``strangler ownership relay SERVICE``). Delivery is recorded in the outbox's
 ``published_at`` column, committed after the monolith acknowledged, so a crash
 means a redelivery, which the monolith's ingest answers ``duplicate``. The
-monolith is the only subscriber of this stream; retry and parking state is
-kept in memory and starts afresh with the process.
+monolith is the only subscriber of this stream.
+
+Retry and parking state survives a restart: it is kept in the service's own
+database, beside the outbox, in two tables of the relay's
+(``strangler_relay_delivery``: attempts, last error, next try, parked;
+``strangler_relay_refusal``: a subscriber refusing the relay's credential),
+created by the relay when missing. The service's migrations leave tables named
+``strangler_*`` alone. Same database as the outbox, so marking an event
+delivered and forgetting its failures is one transaction. The relay lock
+(:mod:`.lock`) is taken in that database too: one reverse relay per outbox.
 
 The monolith stays the hub: each change it applies records a monolith outbox
 event with the owner as its ``origin``, which the ordinary forward relay
@@ -24,17 +32,22 @@ event with the owner as its ``origin``, which the ordinary forward relay
 from __future__ import annotations
 
 import datetime as dt
-import threading
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from .adapter import MonolithAdapter
 from .config import Subscriber, SyncConfig, matches
-from .outbox import Lag, Pending
+from .lock import HeldLock, database_lock
+from .outbox import Lag, Pending, Refusal
 from .reconcile import canonical, service_engine
 
-__all__ = ["MONOLITH", "ServiceOutbox", "apply_owners", "reverse_config"]
+__all__ = [
+    "MONOLITH",
+    "RELAY_TABLES",
+    "ServiceOutbox",
+    "apply_owners",
+    "reverse_config",
+]
 
 MONOLITH = "monolith"
 
@@ -49,6 +62,7 @@ def reverse_config(config: SyncConfig, service: str) -> SyncConfig:
         url=config.ownership.monolith,
         path=config.ownership.path,
         events=tuple(f"{t}.*" for t in owned),
+        token_env=config.ownership.token_env,
     )
     return config.model_copy(update={"subscribers": {MONOLITH: monolith}})
 
@@ -68,15 +82,54 @@ def apply_owners(adapter: MonolithAdapter, config: SyncConfig) -> dict[str, str]
     return owners
 
 
-@dataclass(slots=True)
-class _Failure:
-    attempts: int
-    error: str
-    retry_at: dt.datetime | None  # None: parked
+def _relay_tables() -> Any:
+    from sqlalchemy import (
+        Boolean,
+        Column,
+        DateTime,
+        Integer,
+        MetaData,
+        String,
+        Table,
+        Text,
+    )
+
+    metadata = MetaData()
+    Table(
+        "strangler_relay_delivery",
+        metadata,
+        Column("subscriber", String(64), primary_key=True),
+        Column("event_id", String(36), primary_key=True),
+        Column("attempts", Integer, nullable=False),
+        Column("last_error", Text, nullable=False),
+        Column("retry_at", DateTime(timezone=True), nullable=True),
+        Column("parked", Boolean, nullable=False),
+    )
+    Table(
+        "strangler_relay_refusal",
+        metadata,
+        Column("subscriber", String(64), primary_key=True),
+        Column("status", Integer, nullable=False),
+        Column("detail", Text, nullable=False),
+        Column("since", DateTime(timezone=True), nullable=False),
+    )
+    return metadata
+
+
+RELAY_TABLES = ("strangler_relay_delivery", "strangler_relay_refusal")
+"""The relay's own tables in a service's database."""
+
+
+def _utc(value: dt.datetime | None) -> dt.datetime | None:
+    # SQLite hands timezone-aware columns back naive, in UTC.
+    if value is None or value.tzinfo is not None:
+        return value
+    return value.replace(tzinfo=dt.UTC)
 
 
 class ServiceOutbox:
-    """:class:`~.outbox.OutboxStore` over a service's outbox table.
+    """:class:`~.outbox.OutboxStore` over a service's outbox table, with the
+    relay's state in the same database (see the module's docstring).
 
     ``table`` is the SQLAlchemy table, with the columns of an outbox envelope
     (``event_id``, ``type``, ``aggregate_type``, ``aggregate_id``,
@@ -85,13 +138,28 @@ class ServiceOutbox:
     """
 
     def __init__(self, database_url: str, table: Any) -> None:
+        self._url = database_url
         self._engine: Any = service_engine(database_url, read_only=False)
         self._table: Any = table
-        self._failures: dict[str, _Failure] = {}
-        self._lock = threading.Lock()
+        metadata = _relay_tables()
+        self._state: Any = metadata.tables["strangler_relay_delivery"]
+        self._refusal: Any = metadata.tables["strangler_relay_refusal"]
+        try:
+            metadata.create_all(self._engine, checkfirst=True)
+        except BaseException:
+            self._engine.dispose()
+            raise
 
     def close(self) -> None:
         self._engine.dispose()
+
+    def lock(self) -> HeldLock:
+        """One reverse relay per service outbox (in the service's database)."""
+        return database_lock(
+            self._url,
+            f"relay-reverse-{self._table.name}",
+            f"the service outbox {self._table.name} (reverse relay)",
+        )
 
     def _unpublished(self, patterns: Sequence[str]) -> list[Any]:
         from sqlalchemy import select
@@ -101,6 +169,14 @@ class ServiceOutbox:
         with self._engine.connect() as conn:
             rows = conn.execute(query).mappings().all()
         return [r for r in rows if any(matches(p, r["type"]) for p in patterns)]
+
+    def _failures(self, subscriber: str) -> dict[str, Any]:
+        from sqlalchemy import select
+
+        s = self._state
+        query = select(s).where(s.c.subscriber == subscriber)
+        with self._engine.connect() as conn:
+            return {r["event_id"]: r for r in conn.execute(query).mappings()}
 
     @staticmethod
     def _envelope(row: Any) -> dict[str, Any]:
@@ -117,20 +193,22 @@ class ServiceOutbox:
     def next_batch(
         self, subscriber: str, patterns: Sequence[str], limit: int, now: dt.datetime
     ) -> list[Pending]:
+        failures = self._failures(subscriber)
         batch: list[Pending] = []
         blocked: set[tuple[str, str]] = set()
         for row in self._unpublished(patterns):
             key = (row["aggregate_type"], row["aggregate_id"])
             if key in blocked:
                 continue
-            failure = self._failures.get(row["event_id"])
+            failure = failures.get(row["event_id"])
+            retry_at = _utc(failure["retry_at"]) if failure else None
             if failure is not None and (
-                failure.retry_at is None or failure.retry_at > now
+                failure["parked"] or (retry_at is not None and retry_at > now)
             ):
                 # Never overtake an event that is parked or waiting to retry.
                 blocked.add(key)
                 continue
-            attempts = failure.attempts if failure else 0
+            attempts = int(failure["attempts"]) if failure else 0
             batch.append(Pending(self._envelope(row), attempts))
             if attempts:
                 blocked.add(key)
@@ -141,32 +219,56 @@ class ServiceOutbox:
     def mark_delivered(
         self, subscriber: str, event_ids: Sequence[str], now: dt.datetime
     ) -> None:
-        from sqlalchemy import update
+        from sqlalchemy import delete, update
 
         if not event_ids:
             return
-        t = self._table
+        t, s = self._table, self._state
         with self._engine.begin() as conn:
             conn.execute(
                 update(t)
                 .where(t.c.event_id.in_(list(event_ids)))
                 .values(published_at=now)
             )
-        with self._lock:
-            for event_id in event_ids:
-                self._failures.pop(event_id, None)
+            conn.execute(
+                delete(s).where(
+                    s.c.subscriber == subscriber, s.c.event_id.in_(list(event_ids))
+                )
+            )
 
     def mark_failed(
         self, subscriber: str, event_id: str, error: str, retry_at: dt.datetime | None
     ) -> None:
-        with self._lock:
-            previous = self._failures.get(event_id)
-            attempts = (previous.attempts if previous else 0) + 1
-            self._failures[event_id] = _Failure(attempts, error, retry_at)
+        from sqlalchemy import insert, select, update
+
+        s = self._state
+        mine = (s.c.subscriber == subscriber) & (s.c.event_id == event_id)
+        values = {
+            "last_error": error[:2000],
+            "retry_at": retry_at,
+            "parked": retry_at is None,
+        }
+        with self._engine.begin() as conn:
+            attempts = conn.execute(select(s.c.attempts).where(mine)).scalar()
+            if attempts is None:
+                conn.execute(
+                    insert(s).values(
+                        subscriber=subscriber, event_id=event_id, attempts=1, **values
+                    )
+                )
+            else:
+                conn.execute(
+                    update(s).where(mine).values(attempts=attempts + 1, **values)
+                )
 
     def lag(self, subscriber: str, patterns: Sequence[str], now: dt.datetime) -> Lag:
         rows = self._unpublished(patterns)
-        parked = sum(1 for f in self._failures.values() if f.retry_at is None)
+        failures = self._failures(subscriber)
+        parked = sum(
+            1
+            for r in rows
+            if (f := failures.get(r["event_id"])) is not None and f["parked"]
+        )
         oldest = None
         if rows:
             first = dt.datetime.fromisoformat(
@@ -176,16 +278,67 @@ class ServiceOutbox:
         return Lag(pending=len(rows) - parked, parked=parked, oldest_seconds=oldest)
 
     def parked(self, subscriber: str | None = None) -> list[dict[str, Any]]:
+        from sqlalchemy import select
+
+        t, s = self._table, self._state
+        query = (
+            select(t, s.c.subscriber, s.c.attempts, s.c.last_error)
+            .join(s, s.c.event_id == t.c.event_id)
+            .where(s.c.parked.is_(True))
+            .order_by(t.c.id)
+        )
+        if subscriber is not None:
+            query = query.where(s.c.subscriber == subscriber)
+        with self._engine.connect() as conn:
+            rows = conn.execute(query).mappings().all()
         return [
-            {"event_id": event_id, "subscriber": MONOLITH, **_fields(f)}
-            for event_id, f in self._failures.items()
-            if f.retry_at is None and subscriber in (None, MONOLITH)
+            {
+                "subscriber": r["subscriber"],
+                "attempts": r["attempts"],
+                "last_error": r["last_error"],
+                **self._envelope(r),
+            }
+            for r in rows
         ]
 
     def replay(self, event_id: str, subscriber: str | None = None) -> int:
-        with self._lock:
-            return 1 if self._failures.pop(event_id, None) is not None else 0
+        from sqlalchemy import delete
 
+        s = self._state
+        query = delete(s).where(s.c.event_id == event_id)
+        if subscriber is not None:
+            query = query.where(s.c.subscriber == subscriber)
+        with self._engine.begin() as conn:
+            return int(conn.execute(query).rowcount or 0)
 
-def _fields(failure: _Failure) -> dict[str, Any]:
-    return {"attempts": failure.attempts, "error": failure.error}
+    def set_refusal(self, subscriber: str, refusal: Refusal | None) -> None:
+        from sqlalchemy import delete, insert
+
+        r = self._refusal
+        with self._engine.begin() as conn:
+            conn.execute(delete(r).where(r.c.subscriber == subscriber))
+            if refusal is not None:
+                conn.execute(
+                    insert(r).values(
+                        subscriber=subscriber,
+                        status=refusal.status,
+                        detail=refusal.detail[:2000],
+                        since=refusal.since,
+                    )
+                )
+
+    def refusals(self) -> list[Refusal]:
+        from sqlalchemy import select
+
+        r = self._refusal
+        with self._engine.connect() as conn:
+            rows = conn.execute(select(r).order_by(r.c.since)).mappings().all()
+        return [
+            Refusal(
+                row["subscriber"],
+                int(row["status"]),
+                row["detail"],
+                _utc(row["since"]) or dt.datetime.now(dt.UTC),
+            )
+            for row in rows
+        ]

@@ -17,6 +17,15 @@ Guarantees, per subscriber (``docs/reference/sync.md``):
   ``strangler relay parked``, sent again by ``strangler relay replay``). When a
   whole batch is rejected (HTTP 4xx/500), its events are retried one at a time
   so one poison event cannot charge its neighbours.
+- **Refused is the relay's own fault.** Each request carries the relay's
+  credential (:mod:`.credentials`). A 401 or 403 means the subscriber refuses
+  it: that is the relay's configuration, not the event's, so no event is
+  charged or marked delivered. The relay logs an ERROR naming the subscriber
+  and the status, stops delivering to it (its events stay pending), records
+  the refusal in the store when it can (``strangler relay parked`` shows it)
+  and shows it in :meth:`Relay.stats`; ``--once`` then exits non-zero.
+- **One relay per outbox.** A store that can (:class:`~.outbox.Lockable`) is
+  locked when the relay starts; a second relay fails at once.
 
 Each subscriber runs as its own task with its own ``httpx.AsyncClient``, so a
 slow or dead service delays nobody else. The store is called from one worker
@@ -35,7 +44,7 @@ import asyncio
 import contextlib
 import datetime as dt
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from types import TracebackType
@@ -44,7 +53,18 @@ from typing import Any, TypeVar
 import httpx
 
 from .config import Subscriber, SyncConfig
-from .outbox import Lag, OutboxStore, Pending, is_busy, utcnow
+from .credentials import internal_credential
+from .lock import HeldLock
+from .outbox import (
+    Lag,
+    Lockable,
+    OutboxStore,
+    Pending,
+    Refusal,
+    RefusalLog,
+    is_busy,
+    utcnow,
+)
 
 __all__ = ["OK_STATUSES", "Relay", "SubscriberStats"]
 
@@ -54,6 +74,8 @@ log = logging.getLogger("strangler.relay")
 # rejection. "stale": the service already holds a later sequence.
 OK_STATUSES = frozenset({"applied", "duplicate", "stale", "ignored"})
 _OUTAGE_STATUSES = frozenset({429, 502, 503, 504})
+# The subscriber refuses the relay's credential.
+_REFUSED_STATUSES = frozenset({401, 403})
 # A store call that finds the database busy is retried this many times, after
 # 0.05s, 0.1s, ... (at most 2s) between attempts, before the error is raised.
 BUSY_RETRIES = 8
@@ -70,6 +92,15 @@ class _Rejected(Exception):
     """The subscriber answered but refused the whole request."""
 
 
+class _Refused(Exception):
+    """The subscriber refuses the relay's credential (401/403)."""
+
+    def __init__(self, status: int, detail: str) -> None:
+        super().__init__(f"HTTP {status}: {detail}")
+        self.status = status
+        self.detail = detail
+
+
 @dataclass(slots=True)
 class SubscriberStats:
     """Counters and state of one subscriber (see :meth:`Relay.stats`)."""
@@ -84,6 +115,9 @@ class SubscriberStats:
     last_error: str = ""
     last_delivery_at: dt.datetime | None = None
     lag: Lag | None = None
+    refused: Refusal | None = None
+    """Set when the subscriber refused the relay's credential: nothing more
+    is sent to it by this relay."""
 
     def as_dict(self, now: dt.datetime) -> dict[str, Any]:
         retry_in = None
@@ -104,6 +138,15 @@ class SubscriberStats:
             "lag_events": self.lag.pending if self.lag else None,
             "lag_parked": self.lag.parked if self.lag else None,
             "lag_seconds": self.lag.oldest_seconds if self.lag else None,
+            "refused": (
+                {
+                    "status": self.refused.status,
+                    "detail": self.refused.detail,
+                    "since": self.refused.since.isoformat(),
+                }
+                if self.refused
+                else None
+            ),
         }
 
 
@@ -111,17 +154,24 @@ class SubscriberStats:
 class _Outcome:
     delivered: list[str] = field(default_factory=list)
     failed: list[tuple[Pending, str]] = field(default_factory=list)
+    refused: _Refused | None = None
 
 
 class Relay:
     """Delivers outbox events to the subscribers of a :class:`SyncConfig`.
 
-    Use as an async context manager (it owns the HTTP clients and the store's
-    worker thread)::
+    Use as an async context manager (it owns the HTTP clients, the store's
+    worker thread and the store's relay lock)::
 
         async with Relay(config, store) as relay:
             await relay.drain()          # strangler relay --once
             await relay.run(stop_event)  # until stop_event is set
+
+    Each subscriber's credential is read from its ``token_env`` in
+    ``environ`` (default ``os.environ``) when the relay is made: a variable
+    that is not set raises :class:`~strangler_proxy.exceptions.CredentialError`
+    naming it. Entering raises :class:`~strangler_proxy.exceptions.LockHeld`
+    when another relay delivers this outbox.
     """
 
     def __init__(
@@ -133,9 +183,17 @@ class Relay:
         poll: float | None = None,
         clock: Callable[[], dt.datetime] = utcnow,
         transport: httpx.AsyncBaseTransport | None = None,
+        environ: Mapping[str, str] | None = None,
     ) -> None:
         self.config = config
         self.store = store
+        # Read now: a missing credential stops the relay before it starts.
+        self._credentials = {
+            name: internal_credential(name, sub.token_env, environ)
+            for name, sub in config.subscribers.items()
+        }
+        self._accepted: set[str] = set()
+        self._held: HeldLock | None = None
         self.batch = batch or config.relay.batch
         self.poll = config.relay.poll if poll is None else poll
         self._clock = clock
@@ -147,10 +205,20 @@ class Relay:
 
     async def __aenter__(self) -> Relay:
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="relay-store")
+        if isinstance(self.store, Lockable):
+            try:
+                self._held = await self._call(self.store.lock)
+            except BaseException:
+                self._executor.shutdown(wait=True)
+                self._executor = None
+                raise
         timeout = httpx.Timeout(self.config.relay.timeout)
         for name, sub in self.config.subscribers.items():
             self._clients[name] = httpx.AsyncClient(
-                base_url=sub.url, timeout=timeout, transport=self._transport
+                base_url=sub.url,
+                timeout=timeout,
+                transport=self._transport,
+                headers=self._credentials[name],
             )
         return self
 
@@ -165,6 +233,9 @@ class Relay:
         self._clients.clear()
         close = getattr(self.store, "close", None)
         if self._executor is not None:
+            if self._held is not None:
+                held, self._held = self._held, None
+                await self._call(held.release)
             if callable(close):
                 await self._call(close)
             self._executor.shutdown(wait=True)
@@ -198,11 +269,16 @@ class Relay:
         """Counters, availability and lag per subscriber, plus totals."""
         now = self._clock()
         subscribers = {name: s.as_dict(now) for name, s in self._stats.items()}
-        totals = {
+        totals: dict[str, Any] = {
             key: sum(s[key] for s in subscribers.values())
             for key in ("delivered", "rejected", "parked", "outages", "requests")
         }
+        totals["refusing"] = sorted(n for n, s in self._stats.items() if s.refused)
         return {**totals, "subscribers": subscribers}
+
+    def refusals(self) -> list[Refusal]:
+        """The subscribers that refused this relay's credential."""
+        return [s.refused for s in self._stats.values() if s.refused is not None]
 
     async def refresh_lag(self, name: str) -> Lag:
         """Read the subscriber's lag from the store (kept for :meth:`stats`)."""
@@ -217,6 +293,8 @@ class Relay:
         sub = self.config.subscribers[name]
         state = self._stats[name]
         now = self._clock()
+        if state.refused is not None:
+            return 0
         if state.retry_at is not None and state.retry_at > now:
             return 0
         batch = await self._call(
@@ -229,12 +307,17 @@ class Relay:
         except _Unavailable as exc:
             self._outage(name, str(exc))
             return 0
+        except _Refused as exc:
+            outcome = _Outcome(refused=exc)
         except _Rejected as exc:
             if len(batch) == 1:
                 outcome = _Outcome(failed=[(batch[0], str(exc))])
             else:
                 outcome = await self._isolate(name, sub, batch)
         await self._record(name, outcome)
+        if outcome.refused is not None:
+            await self._refused(name, outcome.refused)
+            return len(outcome.delivered) + len(outcome.failed)
         return len(batch)
 
     async def drain(self) -> int:
@@ -264,6 +347,11 @@ class Relay:
         state = self._stats[name]
         failures = 0
         while not stop.is_set():
+            if state.refused is not None:
+                # Stopped for good: only a relay with a credential the
+                # subscriber accepts (a restart) delivers to it again.
+                await stop.wait()
+                return
             delay = self.poll
             try:
                 sent = await self.deliver_once(name)
@@ -305,6 +393,12 @@ class Relay:
             raise _Unavailable(f"HTTP {response.status_code}")
         state = self._stats[name]
         state.consecutive_outages, state.retry_at = 0, None  # it answered
+        if response.status_code in _REFUSED_STATUSES:
+            raise _Refused(response.status_code, _detail(response))
+        if name not in self._accepted:
+            # It takes our credential: forget a refusal an earlier relay kept.
+            self._accepted.add(name)
+            await self._keep_refusal(name, None)
         if not response.is_success:
             raise _Rejected(f"HTTP {response.status_code}: {response.text[:500]}")
         return _outcome(batch, response)
@@ -322,6 +416,9 @@ class Relay:
             except _Unavailable as exc:
                 self._outage(name, str(exc))
                 break
+            except _Refused as exc:
+                outcome.refused = exc
+                break
             except _Rejected as exc:
                 single = _Outcome(failed=[(pending, str(exc))])
             outcome.delivered += single.delivered
@@ -329,6 +426,43 @@ class Relay:
             if single.failed:
                 failed.add(pending.aggregate)
         return outcome
+
+    async def _refused(self, name: str, exc: _Refused) -> None:
+        refusal = Refusal(name, exc.status, exc.detail, self._clock())
+        state = self._stats[name]
+        state.refused = refusal
+        state.last_error = str(exc)
+        token_env = self.config.subscribers[name].token_env
+        log.error(
+            "relay: %s refuses the relay's credential (HTTP %d: %s); nothing more "
+            "is sent to %s and its events stay pending: check the token in $%s "
+            "against %s's, then restart the relay",
+            name,
+            exc.status,
+            exc.detail,
+            name,
+            token_env,
+            name,
+        )
+        await self._keep_refusal(name, refusal)
+
+    async def _keep_refusal(self, name: str, refusal: Refusal | None) -> None:
+        """Record (or clear) a refusal in the store, when it keeps them.
+
+        Best effort: it only informs ``strangler relay parked``, so a store
+        that cannot (an outbox not migrated yet) never stops a delivery.
+        """
+        if not isinstance(self.store, RefusalLog):
+            return
+        try:
+            await self._call(self.store.set_refusal, name, refusal)
+        except Exception as exc:
+            log.warning(
+                "relay: cannot record in the outbox whether %s refuses the relay "
+                "(%s); its migrations may be missing",
+                name,
+                _first_line(exc),
+            )
 
     def _outage(self, name: str, error: str) -> None:
         state = self._stats[name]
@@ -367,6 +501,17 @@ class Relay:
                     attempts,
                     error,
                 )
+
+
+def _detail(response: httpx.Response) -> str:
+    """The ``detail`` of an error answer, else the start of its body."""
+    try:
+        data = response.json()
+    except ValueError:
+        data = None
+    if isinstance(data, dict) and isinstance(data.get("detail"), str):
+        return str(data["detail"])[:200]
+    return response.text[:200] or response.reason_phrase
 
 
 def _first_line(exc: BaseException) -> str:

@@ -55,7 +55,8 @@ class Transport(Protocol):
 
         ``target`` is the origin-form path and query, already encoded. With a
         ``content-length`` among ``headers`` an iterable body is sent with that
-        length, else chunked.
+        length, else chunked. A bytes body, even ``b""``, gets its
+        ``Content-Length``; ``None`` is no body and no framing header at all.
         """
         ...
 

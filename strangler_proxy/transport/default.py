@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+import functools
 from collections.abc import AsyncIterable, AsyncIterator
+from typing import Any, cast
 
 import aiohttp
+from aiohttp.client_proto import ResponseHandler
+from aiohttp.client_reqrep import ClientRequest
 from multidict import CIMultiDict
 from yarl import URL
 
@@ -39,6 +44,81 @@ def _text(value: bytes) -> str:
         return value.decode("utf-8")
     except UnicodeDecodeError:
         return value.decode("latin-1")
+
+
+class _Request(ClientRequest):
+    """aiohttp's request, without a ``Content-Length: 0`` nobody sent.
+
+    A body of ``None`` means no body and no framing header: the proxy forwards
+    a ``DELETE`` that came without ``Content-Length`` without one (RFC 9110
+    §8.6); ``b""`` still sends ``Content-Length: 0``.
+    """
+
+    def update_body_from_data(self, body: Any, _stacklevel: int = 3) -> None:
+        if body is None:
+            self._body = None
+            return
+        super().update_body_from_data(body, _stacklevel=_stacklevel + 1)
+
+
+def _informational(head: bytes) -> bool:
+    # "HTTP/1.1 1xx": an interim response; the final head follows.
+    return head[9:10] == b"1" and head[9:12] != b"101"
+
+
+class _ResponseHandler(ResponseHandler):
+    """aiohttp's connection protocol, safe against a body after a HEAD answer.
+
+    A response to HEAD has no content, whatever its headers announce (RFC 9110
+    §9.3.2). aiohttp's parser reads the bytes of a body an upstream sends
+    anyway as the next response, and fails the exchange. Here only the
+    response head reaches the parser; what follows it is dropped and the
+    connection is closed instead of going back to the pool, as nginx does.
+    """
+
+    _bodiless = 0
+    """0: not a HEAD exchange; 1: reading its head; 2: the head was read."""
+    _head_start = b""
+    _head_end = b""
+
+    def set_response_params(self, **kwargs: Any) -> None:
+        super().set_response_params(**kwargs)
+        self._bodiless = 1 if kwargs.get("skip_payload") else 0
+        self._head_start = self._head_end = b""
+
+    def data_received(self, data: bytes) -> None:
+        if not self._bodiless or not data:
+            super().data_received(data)
+            return
+        if self._bodiless == 2:
+            self._discard()
+            return
+        while data:
+            seen = self._head_end + data
+            end = seen.find(b"\r\n\r\n")
+            cut = len(data) if end < 0 else end + 4 - len(self._head_end)
+            if len(self._head_start) < 12:
+                self._head_start = (self._head_start + data[:cut])[:12]
+            if end < 0:
+                self._head_end = seen[-3:]
+                super().data_received(data)
+                return
+            head, self._head_start, self._head_end = self._head_start, b"", b""
+            super().data_received(data[:cut])
+            data = data[cut:]
+            if not _informational(head):
+                self._bodiless = 2
+                if data:
+                    # Same packet: the response is not handed out yet, so
+                    # marking it is enough for the pool to drop it.
+                    self.force_close()
+                return
+
+    def _discard(self) -> None:
+        # A later packet: the response went back to the pool already.
+        self.force_close()
+        if self.transport is not None:
+            self.transport.close()
 
 
 class _Response:
@@ -91,11 +171,18 @@ class AiohttpTransport:
     def _open(self) -> aiohttp.ClientSession:
         # Created lazily: a ClientSession must be built inside the event loop.
         connector = aiohttp.TCPConnector(limit=0, keepalive_timeout=_KEEPALIVE)
+        # Private, like _retry_connection below: aiohttp has no public hook for
+        # its connection protocol. tests/proxy/test_head_body.py pins it.
+        connector._factory = cast(
+            "functools.partial[ResponseHandler]",
+            functools.partial(_ResponseHandler, loop=asyncio.get_running_loop()),
+        )
         self._session = aiohttp.ClientSession(
             connector=connector,
             auto_decompress=False,
             cookie_jar=aiohttp.DummyCookieJar(),
             skip_auto_headers=_SKIP_AUTO_HEADERS,
+            request_class=_Request,
             timeout=aiohttp.ClientTimeout(total=None),
             trust_env=False,
             # aiohttp's defaults (8 KiB lines, 128 headers) would turn a

@@ -14,8 +14,9 @@ when the client is slower, so a large body never piles up in memory).
 
 Scope: plain ``http://`` upstreams (the proxy's upstreams are on a private
 network or loopback). It sends exactly the headers it is given plus framing
-(``Content-Length`` for a bytes body, chunked for an iterable without a
-``content-length`` header) and a ``Host`` header when none is given.
+(``Content-Length`` for a bytes body, even empty, none for ``None``, chunked
+for an iterable without a ``content-length`` header) and a ``Host`` header
+when none is given.
 """
 
 from __future__ import annotations
@@ -45,7 +46,6 @@ _HIGH_WATER = 4
 _KEEPALIVE = 30.0
 """Seconds an idle pooled connection is kept (aiohttp's default too)."""
 _MAX_IDLE = 256
-_NO_BODY_DEFAULT = frozenset({"GET", "HEAD", "OPTIONS", "TRACE", "CONNECT"})
 
 
 class _Connection(asyncio.Protocol):
@@ -150,6 +150,9 @@ class _Connection(asyncio.Protocol):
 
     def on_body(self, body: bytes) -> None:
         if self.complete:
+            # A body after a HEAD answer (RFC 9110 §9.3.2 says it has none):
+            # dropped, and the connection is not reused.
+            self.keep_alive = False
             return
         self.chunks.append(body)
         self._wake_reader()
@@ -370,8 +373,10 @@ class H1Transport:
             parts += (b"\r\nhost: ", self.authority)
         stream: AsyncIterable[bytes] | None = None
         if body is None or isinstance(body, bytes):
-            if not has_length and (body or method not in _NO_BODY_DEFAULT):
-                parts += (b"\r\ncontent-length: ", b"%d" % len(body or b""))
+            # None: no body and no framing (as the client sent it); bytes, even
+            # empty: a Content-Length.
+            if not has_length and body is not None:
+                parts += (b"\r\ncontent-length: ", b"%d" % len(body))
             parts.append(b"\r\n\r\n")
             if body:
                 parts.append(body)

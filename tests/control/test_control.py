@@ -204,3 +204,20 @@ async def test_a_restarted_proxy_keeps_the_overrides(harness: Harness) -> None:
     finally:
         await control.aclose()
         await holder.aclose()
+
+
+@pytest.mark.parametrize("action", ["promote", "rollback"])
+async def test_unknown_route_is_404_with_the_close_name(
+    harness: Harness, action: str
+) -> None:
+    body = {"to": "canary:10"} if action == "promote" else {}
+    r = await harness.admin.post(f"/admin/routes/ordres/{action}", json=body)
+    assert r.status_code == 404
+    assert r.json()["error"] == (
+        "no route named 'ordres'; did you mean 'orders'? "
+        "(known routes: legacy-only, orders)"
+    )
+    r = await harness.admin.post(f"/admin/routes/zzz/{action}", json=body)
+    assert r.json()["error"] == (
+        "no route named 'zzz' (known routes: legacy-only, orders)"
+    )

@@ -151,6 +151,12 @@ def test_promote_through_the_gate(
         "    mode: shadow\n"
         "    gate: {min_samples: 30, max_mismatch_rate: 1%, max_error_rate: 1%}\n"
     )
+    for command in (["promote", "ordres", "--to", "canary:25"], ["rollback", "ordres"]):
+        code, out = stack.cli(capsys, *command)
+        assert code == 1, out
+        assert "no route named 'ordres'; did you mean 'orders'?" in out
+        assert "(known routes: orders)" in out
+
     code, out = stack.cli(capsys, "promote", "orders", "--to", "canary:25")
     assert code == 1, out
     assert "the gate refuses shadow -> canary:25" in out

@@ -499,6 +499,7 @@ def test_stack_runs_the_services_that_exist(tmp_path: Path) -> None:
     assert catalog.env == {
         "CATALOG_DATABASE_URL": f"sqlite:///{tmp_path}/catalog.sqlite3",
         "STRANGLER_KEYS_DIR": str(tmp_path / "keys"),
+        "STRANGLER_INTERNAL_TOKEN": (tmp_path / "internal-token").read_text().strip(),
     }
     # The proxy keeps all its state under --var-dir too.
     proxy_env = stack.specs[2].env

@@ -261,3 +261,33 @@ def test_logout_is_a_csrf_protected_post(browser: Client, shop: Shop) -> None:
     r = browser.post("/accounts/logout/")
     assert r.status_code == 302
     assert browser.get("/orders/").status_code == 302
+
+
+def _same_but_bodiless(client: Client, url: str) -> int:
+    """HEAD answers as GET does (status, type, redirect), with no body."""
+    got, head = client.get(url), client.head(url)
+    assert head.status_code == got.status_code, url
+    assert head.get("Content-Type") == got.get("Content-Type"), url
+    assert head.get("Location") == got.get("Location"), url
+    assert head.content == b"", url
+    return int(head.status_code)
+
+
+def test_head_answers_like_get_on_every_page(browser: Client, shop: Shop) -> None:
+    anonymous = Client()
+    assert _same_but_bodiless(anonymous, "/") == 302
+    assert _same_but_bodiless(anonymous, "/products/") == 200
+    assert _same_but_bodiless(anonymous, f"/products/{shop.widget.slug}/") == 200
+    assert _same_but_bodiless(anonymous, "/products/no-such-thing/") == 404
+    assert _same_but_bodiless(anonymous, "/cart/") == 200
+    assert _same_but_bodiless(anonymous, "/orders/") == 302  # to the login
+    assert _same_but_bodiless(browser, "/checkout/") == 302  # an empty cart
+    add_to_cart(browser, shop.widget.pk, 1)
+    assert _same_but_bodiless(browser, "/checkout/") == 200
+    number = checkout(browser)["Location"].split("/")[2]
+    assert _same_but_bodiless(browser, "/orders/") == 200
+    assert _same_but_bodiless(browser, f"/orders/{number}/") == 200
+    # Writes stay POST only.
+    for url in ("/cart/add/", "/cart/update/", "/cart/remove/"):
+        assert anonymous.head(url).status_code == 405, url
+    assert browser.head(f"/orders/{number}/cancel/").status_code == 405

@@ -7,6 +7,7 @@ from the login form, a CSRF cookie and form field on every POST, and 302s.
 from __future__ import annotations
 
 import re
+import socket
 from pathlib import Path
 
 import httpx
@@ -23,6 +24,23 @@ def csrf_field(page: str) -> str:
     return match[1]
 
 
+def raw_head(base: str, path: str) -> tuple[int, bytes, str | None]:
+    """``HEAD path`` over a plain socket: the status, every byte after the
+    headers (until the server closes), and the Location header."""
+    host, port = base.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        request = f"HEAD {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n"
+        sock.sendall(request.encode() + b"\r\n")
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+    head, _, rest = data.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    headers = dict(line.split(": ", 1) for line in lines[1:])
+    location = next((v for k, v in headers.items() if k.lower() == "location"), None)
+    return int(lines[0].split()[1]), rest, location
+
+
 def test_shop_flow_under_uvicorn(tmp_path: Path) -> None:
     env = {"DATABASE_URL": f"sqlite:///{tmp_path / 'shop.sqlite3'}"}
     seed_database(env)
@@ -30,6 +48,9 @@ def test_shop_flow_under_uvicorn(tmp_path: Path) -> None:
     with server, httpx.Client(base_url=base, timeout=10) as http:
         home = http.get("/")
         assert (home.status_code, home.headers["location"]) == (302, "/products/")
+        assert raw_head(base, "/") == (302, b"", "/products/")
+        status, rest, _ = raw_head(base, "/products/")
+        assert (status, rest) == (200, b"")  # HEAD: the page's headers, no body
         assert http.get("/static/shop.css").status_code == 200
 
         anonymous = http.get("/checkout/")

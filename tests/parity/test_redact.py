@@ -6,7 +6,15 @@ import orjson
 import pytest
 
 from strangler_proxy.parity import MASK, Redactor
-from strangler_proxy.parity.redact import looks_sensitive, luhn_valid, mask_text
+from strangler_proxy.parity.redact import (
+    SECRET_HEADERS,
+    is_secret_param,
+    looks_sensitive,
+    luhn_valid,
+    mask_query_params,
+    mask_text,
+    redact_target,
+)
 
 CARD = "4111 1111 1111 1111"
 
@@ -114,3 +122,67 @@ def test_luhn() -> None:
 
 def test_mask_text_keeps_non_luhn_digit_runs() -> None:
     assert mask_text("order 4111111111111112") == "order 4111111111111112"
+
+
+def test_the_access_log_and_the_store_share_one_list() -> None:
+    from strangler_proxy.observe import logs
+
+    assert logs.is_secret_param is is_secret_param
+    assert logs.SECRET_HEADERS is SECRET_HEADERS
+
+
+def test_request_target_query_secrets_are_masked() -> None:
+    target = "/api/p/7?q=kettle&token=SECRET1&api_key=SECRET2&access%5Ftoken=S3#frag"
+    assert redact_target(target) == (
+        "/api/p/7?q=kettle&token=***&api_key=***&access_token=***#frag"
+    )
+    assert redact_target("/api/p/7") == "/api/p/7"
+    # Kept values still go through the safety net, encoded or not.
+    assert redact_target("/me?email=ann%40example.com&page=2") == (
+        "/me?email=***&page=2"
+    )
+
+
+def test_request_metadata_masks_targets_and_queries() -> None:
+    meta = Redactor().mapping(
+        {
+            "method": "GET",
+            "target": "/a?session_id=S1&x=1",
+            "query": "password=S2&y=2",
+            "request_id": "r-1",
+        }
+    )
+    assert meta == {
+        "method": "GET",
+        "target": "/a?session_id=***&x=1",
+        "query": "password=***&y=2",
+        "request_id": "r-1",
+    }
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (
+            "https://shop.test/cb?code=S1&state=ok",
+            "https://shop.test/cb?code=***&state=ok",
+        ),
+        ('<a href="/x?a=1&amp;token=S2">', '<a href="/x?a=1&amp;token=***">'),
+        ("/x?tok%65n=S3 and more", "/x?tok%65n=*** and more"),
+        ("/search?q=monkey&postcode=N1", "/search?q=monkey&postcode=N1"),
+        ("a=b; token=c", "a=b; token=c"),  # not after ? & or ;: not a query
+    ],
+)
+def test_query_parameters_inside_any_text_are_masked(text: str, expected: str) -> None:
+    assert mask_query_params(text) == expected
+
+
+def test_urls_in_headers_and_json_strings_lose_their_secrets() -> None:
+    redactor = Redactor()
+    headers = redactor.headers({"location": "/next?api_key=S1&page=2"})
+    assert headers == {"location": "/next?api_key=***&page=2"}
+    body = orjson.dumps({"self": "/p?token=S2", "next": "/p?page=3"})
+    assert orjson.loads(redactor.body(body)) == {
+        "self": "/p?token=***",
+        "next": "/p?page=3",
+    }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 
@@ -11,8 +12,10 @@ from click.testing import CliRunner, Result
 from strangler_proxy.cli import main
 from strangler_proxy.cli.plan import plan
 from strangler_proxy.exceptions import CliError
-from strangler_proxy.plan import version_hash
+from strangler_proxy.plan import load_plan, version_hash
+from strangler_proxy.proxy.runtime import Runtime
 
+ROOT = Path(__file__).resolve().parents[2]
 PLANS = Path(__file__).parent / "plans"
 FULL = str(PLANS / "full.yaml")
 BROKEN = """\
@@ -39,8 +42,50 @@ def broken(tmp_path: Path) -> str:
 def test_validate_ok() -> None:
     result = run("validate", FULL)
     assert result.exit_code == 0, result.output
-    digest = version_hash(Path(FULL).read_bytes())
+    digest = version_hash(load_plan(FULL))
     assert result.output == f"ok: {FULL} (4 routes, version {digest})\n"
+
+
+def test_validate_prints_the_version_the_proxy_reports(tmp_path: Path) -> None:
+    # The running proxy reports the version of the plan it parsed; validate
+    # prints the same for the same plan, however the file is written.
+    source = ROOT / "migration_plans" / "00-all-legacy.yaml"
+    runtime = Runtime.from_plan(load_plan(source), source=str(source))
+    try:
+        served = runtime.version_hash
+    finally:
+        asyncio.run(runtime.aclose())
+    rewritten = tmp_path / "rewritten.yaml"
+    text = source.read_text().replace("routes: []", "routes: []  # none yet")
+    rewritten.write_text("# reviewed by the platform team\n" + text)
+    for name in (str(source), str(rewritten)):
+        result = run("validate", name)
+        assert result.exit_code == 0, result.output
+        assert result.output.endswith(f"(0 routes, version {served})\n")
+
+
+def test_validate_refuses_a_billion_laughs(tmp_path: Path) -> None:
+    path = tmp_path / "laughs.yaml"
+    lines = ['a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]']
+    for previous, name in zip("abcdefgh", "bcdefghi", strict=True):
+        lines.append(f"{name}: &{name} [" + ",".join([f"*{previous}"] * 9) + "]")
+    path.write_text("\n".join(lines) + "\n")
+    result = run("validate", str(path))
+    assert result.exit_code == 1
+    assert result.stderr.startswith(f"{path}:5: over a limit: alias *d (7,381 values)")
+
+
+def test_apply_refuses_a_big_file_before_sending(tmp_path: Path) -> None:
+    path = tmp_path / "big.yaml"
+    path.write_text("#" * (2 * 1024 * 1024))
+    # Nothing listens on the admin port: the file is refused before any request.
+    result = run("apply", str(path), "--admin", "http://127.0.0.1:9", "--token", "t")
+    assert isinstance(result.exception, CliError)
+    assert str(result.exception) == f"invalid plan: {path} (not sent)"
+    assert result.stderr == (
+        f"{path}: plan too large: 2,097,152 bytes, over the limit of 1 MiB "
+        "(1,048,576 bytes)\n"
+    )
 
 
 def test_validate_reports_every_problem(broken: str) -> None:

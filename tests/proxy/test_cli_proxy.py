@@ -90,24 +90,35 @@ def test_non_loopback_admin_without_token_is_refused(tmp_path: Path) -> None:
     assert "admin token" in result.stderr
 
 
-def test_port_in_use_fails_with_status_1(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("busy_flag", "what"), [("--port", "port"), ("--admin-port", "admin port")]
+)
+def test_port_in_use_is_one_plain_line_and_status_1(
+    tmp_path: Path, busy_flag: str, what: str
+) -> None:
     plan = tmp_path / "plan.yaml"
     plan.write_text(PLAN)
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         port = busy.getsockname()[1]
+        ports = {"--port": str(free_port()), "--admin-port": str(free_port())}
+        ports[busy_flag] = str(port)
         result = run_cli(
             "proxy",
             "--plan",
             str(plan),
-            "--port",
-            str(port),
-            "--admin-port",
-            str(free_port()),
+            *(item for pair in ports.items() for item in pair),
+            env={
+                "STRANGLER_ADMIN_TOKEN": "t",
+                "STRANGLER_CONTROL_STORE": str(tmp_path / "control.sqlite3"),
+            },
         )
     assert result.returncode == 1
-    assert "could not start" in result.stderr
+    assert result.stderr.splitlines() == [
+        f"error: {what} {port} is already in use (another strangler proxy?); "
+        f"stop it or pass {busy_flag}"
+    ]
 
 
 @pytest.mark.e2e

@@ -135,6 +135,35 @@ async def test_x_forwarded_for_keeps_only_trusted_hops(
 
 
 @pytest.mark.parametrize(
+    ("hops", "expected"),
+    [
+        (0, "203.0.113.7"),
+        (1, "10.0.0.2"),
+        (2, "198.51.100.1"),
+        (3, "6.6.6.6"),
+        # Fewer entries than trusted hops: nobody trusted vouches for the
+        # leftmost one, so the peer it is (as Envoy's xff_num_trusted_hops).
+        (9, "203.0.113.7"),
+    ],
+)
+async def test_x_real_ip_is_the_client_address_never_the_clients_claim(
+    echo_upstream: ThreadedServer, hops: int, expected: str
+) -> None:
+    response = await _send(
+        echo_upstream,
+        [
+            HOST,
+            (b"x-real-ip", b"127.0.0.1"),
+            (b"x-forwarded-for", b"6.6.6.6, 198.51.100.1"),
+            (b"x-forwarded-for", b"10.0.0.2"),
+            (b"x-real-ip", b"127.0.0.2"),
+        ],
+        proxy={"trusted_hops": hops},
+    )
+    assert _values(response, "x-real-ip") == [expected]
+
+
+@pytest.mark.parametrize(
     ("hops", "proto", "host"),
     [(0, "https", "shop.example:8443"), (1, "http", "front.example")],
 )

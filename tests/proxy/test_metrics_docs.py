@@ -14,6 +14,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from strangler_proxy.control.reload import ReloadEvent, ReloadHistory
 from strangler_proxy.observe.metrics import ProxyMetrics
 from strangler_proxy.parity import ParityStore, open_store
+from strangler_proxy.proxy.edge import EdgeState
 from strangler_proxy.proxy.runtime import Runtime
 from tests.proxy.test_metrics import make_record
 from tests.support.processes import ROOT
@@ -73,6 +74,7 @@ def exported(store: ParityStore) -> dict[str, Family]:
     history.record(ReloadEvent(time=time.time(), source="startup", ok=True))
     metrics = ProxyMetrics()
     metrics.add_runtime(lambda: runtime, history)
+    metrics.add_edge(EdgeState())
     metrics.observe(make_record(retries=1, fallback=True, error="reset"))
     families: dict[str, Family] = {}
     for family in text_string_to_metric_families(metrics.render().decode()):

@@ -181,7 +181,7 @@ def test_tutorial_plans_load(path: Path) -> None:
             HEAD + "routes:\n  - name: a\n    match: {path: /a\n",
             [
                 "plan.yaml:8: invalid YAML: while parsing a flow mapping "
-                "expected ',' or '}', but got '<stream end>'"
+                "did not find expected ',' or '}'"
             ],
             id="bad-yaml",
         ),
@@ -362,6 +362,9 @@ def test_all_problems_are_reported_in_line_order() -> None:
         "'soon' (use e.g. 500ms, 2s, 1m)",
         "plan.yaml:6: upstreams.catalog.max_concurency: unknown field "
         "(did you mean 'max_concurrency'?)",
+        "plan.yaml:8: routes[0].service: mode 'shadow' needs a service upstream",
+        "plan.yaml:11: routes[1].match: route 'b' can never match: route 'a' "
+        "(routes[0]) comes first and matches every request it would",
         "plan.yaml:12: routes[1].canary.weight: Input should be greater than or "
         "equal to 0",
     ]
@@ -466,9 +469,25 @@ def test_load_plan_names_the_file(tmp_path: Path) -> None:
     ]
 
 
-def test_version_hash_is_stable_and_short() -> None:
-    assert version_hash(b"a") == version_hash(b"a") != version_hash(b"b")
-    assert len(version_hash(b"a")) == 12
+def test_version_hash_is_stable_short_and_of_the_plan_not_its_text() -> None:
+    plan = parse_plan(HEAD, "plan.yaml")
+    # Comments, key order, flow or block style: the same plan, the same version.
+    rewritten = textwrap.dedent(
+        """\
+        # the same plan, written differently
+        upstreams:
+          catalog:
+            url: "http://127.0.0.1:8101"
+          monolith: {url: "http://127.0.0.1:8000", timeouts: {}}
+        default: monolith
+        proxy: {via: strangler}  # the default, written out
+        """
+    )
+    again = parse_plan(rewritten, "other.yaml")
+    assert version_hash(plan) == version_hash(again) == version_hash(plan)
+    assert len(version_hash(plan)) == 12
+    changed = parse_plan(HEAD.replace("8101", "8102"), "plan.yaml")
+    assert version_hash(changed) != version_hash(plan)
 
 
 def test_json_schema_describes_every_field() -> None:
@@ -481,7 +500,7 @@ def test_json_schema_describes_every_field() -> None:
             assert prop.get("description"), f"{model.get('title')}.{name}"
     # Durations may be written with units: the schema must accept strings.
     read = schema["$defs"]["Timeouts"]["properties"]["read"]
-    assert {"type": "number", "minimum": 0} in read["anyOf"]
+    assert {"type": "number", "exclusiveMinimum": 0} in read["anyOf"]
     assert any(branch.get("type") == "string" for branch in read["anyOf"])
     # Only JSON Schema keywords: pydantic's own names for bounds must not leak.
     assert '"ge"' not in json.dumps(schema) and '"le"' not in json.dumps(schema)
@@ -490,11 +509,15 @@ def test_json_schema_describes_every_field() -> None:
 @pytest.mark.parametrize(
     ("timeouts", "message"),
     [
-        ("{read: -1}", "must not be negative (got -1)"),
+        (
+            "{read: -1}",
+            "must be above 0 (got -1): a timeout of 0 is not 'no timeout'; "
+            "leave it unset to inherit, or give a long one (e.g. 1h)",
+        ),
         ("{read: -1s}", "not a duration: '-1s' (use e.g. 500ms, 2s, 1m)"),
     ],
 )
-def test_negative_durations(timeouts: str, message: str) -> None:
+def test_negative_timeouts(timeouts: str, message: str) -> None:
     text = HEAD + "proxy: {}\n" + "routes:\n  - name: a\n"
     text += f"    timeouts: {timeouts}\n"
     assert issues(text) == [f"plan.yaml:8: routes[0].timeouts.read: {message}"]
@@ -530,14 +553,18 @@ def test_field_errors_do_not_hide_plan_errors() -> None:
             "(got ['catalog'])",
             id="dropped-service-is-not-missing",
         ),
-        pytest.param(
-            "  - {mode: shadow, service: nowhere}\n",
-            "plan.yaml:6: routes[0].name: required field missing",
-            id="required-field-stops-plan-checks",
-        ),
     ],
 )
 def test_plan_checks_after_field_errors_give_no_false_alarms(
     routes: str, expected: str
 ) -> None:
     assert issues(HEAD + "routes:\n" + routes) == [expected]
+
+
+def test_a_missing_name_hides_nothing_else_of_its_route() -> None:
+    # The name is required: a stand-in takes its place for the plan checks.
+    assert issues(HEAD + "routes:\n  - {mode: shadow, service: nowhere}\n") == [
+        "plan.yaml:6: routes[0].name: required field missing",
+        "plan.yaml:6: routes[0].service: unknown upstream 'nowhere' (declared: "
+        "catalog, monolith)",
+    ]

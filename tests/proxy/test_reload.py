@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import threading
 from collections.abc import AsyncIterator, Awaitable
 from pathlib import Path
 from typing import Any
@@ -17,8 +18,14 @@ import orjson
 import pytest
 import uvicorn
 
+from strangler_proxy.control import reload as reload_module
+from strangler_proxy.control.admin import AdminApp
+from strangler_proxy.control.controller import Controller
 from strangler_proxy.control.reload import PlanReloader, ReloadHistory
-from strangler_proxy.plan import load_plan
+from strangler_proxy.control.store import ControlStore
+from strangler_proxy.observe.metrics import ProxyMetrics
+from strangler_proxy.plan import load_plan, parse_plan
+from strangler_proxy.plan.yamlmarks import MAX_DOCUMENT_BYTES
 from strangler_proxy.proxy.app import create_app
 from strangler_proxy.proxy.runtime import Runtime, RuntimeHolder
 from tests.support.polling import eventually
@@ -243,6 +250,120 @@ async def test_concurrent_reloads_are_serialised(
     assert all(event.ok and event.changed for event in events)
     assert proxy.holder.current.plan.name == "plan-a"
     await eventually(lambda: first.closed)
+
+
+def big_plan_for(upstream: Upstream, routes: int) -> str:
+    return (
+        plan_for(upstream)
+        + "routes:\n"
+        + "".join(
+            f"  - {{name: r{i}, match: {{path: /api/r{i}/**, methods: [GET]}}}}\n"
+            for i in range(routes)
+        )
+    )
+
+
+@pytest.mark.anyio
+async def test_validation_never_blocks_traffic(
+    proxy: Proxy, upstreams: dict[str, Upstream], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Validation is held in the middle, by an event the test controls, while
+    # requests go through the running proxy. Had it run on the event loop, no
+    # request could be answered until it was released.
+    entered, release = threading.Event(), threading.Event()
+    validating_threads: list[int] = []
+
+    def held_parse(text: str, origin: str) -> Any:
+        validating_threads.append(threading.get_ident())
+        entered.set()
+        if not release.wait(30):
+            raise AssertionError("the test never let validation finish")
+        return parse_plan(text, origin)
+
+    monkeypatch.setattr(reload_module, "parse_plan", held_parse)
+    text = big_plan_for(upstreams["b"], 3000)
+    reloading = asyncio.create_task(proxy.reloader.reload("api", text))
+    await asyncio.to_thread(entered.wait, 30)
+    for i in range(20):
+        response = await proxy.get(f"/during/{i}")
+        assert response.json() == {"upstream": "a", "path": f"/during/{i}"}
+    assert not reloading.done()
+    assert validating_threads != [threading.get_ident()]  # not the loop's
+    release.set()
+    event = await reloading
+    assert event.ok and event.changed, event
+    assert len(proxy.holder.current.plan.routes) == 3000
+    assert (await proxy.get("/after")).json()["upstream"] == "b"
+
+
+@pytest.mark.anyio
+async def test_a_plan_file_over_the_limit_is_refused_unread(proxy: Proxy) -> None:
+    old = proxy.holder.current
+    path = proxy.reloader.path
+    path.write_text(path.read_text() + "#" * MAX_DOCUMENT_BYTES + "\n")
+    size = path.stat().st_size
+    assert proxy.reloader.file_changed()
+    event = await proxy.reloader.reload("file")
+    assert not event.ok
+    assert event.errors == (
+        f"{path}: plan too large: {size:,} bytes, over the limit of 1 MiB "
+        "(1,048,576 bytes)",
+    )
+    assert proxy.holder.current is old
+    assert (await proxy.get("/x")).json()["upstream"] == "a"
+
+
+@pytest.fixture
+async def admin(proxy: Proxy, tmp_path: Path) -> AsyncIterator[httpx.AsyncClient]:
+    metrics = ProxyMetrics()
+    control = Controller(
+        proxy.holder, ControlStore(tmp_path / "control.sqlite3"), metrics.sides
+    )
+    reloader = PlanReloader(proxy.holder, proxy.reloader.path, controller=control)
+    app = AdminApp(
+        holder=proxy.holder,
+        reloader=reloader,
+        metrics=metrics,
+        token="t",
+        control=control,
+    )
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app),
+        base_url="http://admin",
+        headers={"authorization": "Bearer t"},
+    ) as client:
+        yield client
+
+
+@pytest.mark.anyio
+async def test_admin_refuses_a_plan_body_over_the_limit(
+    proxy: Proxy, admin: httpx.AsyncClient
+) -> None:
+    old = proxy.holder.current
+    response = await admin.post(
+        "/admin/reload", content=b"#" * (MAX_DOCUMENT_BYTES + 1)
+    )
+    assert response.status_code == 413
+    assert response.json() == {
+        "error": "plan body too large: over the limit of 1 MiB (1,048,576 bytes)"
+    }
+    assert proxy.holder.current is old
+
+
+@pytest.mark.anyio
+async def test_admin_refuses_a_billion_laughs_and_keeps_serving(
+    proxy: Proxy, admin: httpx.AsyncClient
+) -> None:
+    old = proxy.holder.current
+    lines = ['a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]']
+    for previous, name in zip("abcdefgh", "bcdefghi", strict=True):
+        lines.append(f"{name}: &{name} [" + ",".join([f"*{previous}"] * 9) + "]")
+    response = await admin.post("/admin/reload", content="\n".join(lines))
+    assert response.status_code == 422
+    [error] = response.json()["errors"]
+    assert error.startswith("<admin api>:5: over a limit: alias *d (7,381 values)")
+    assert proxy.holder.current is old
+    assert (await proxy.get("/x")).json()["upstream"] == "a"
 
 
 def test_history_keeps_the_last_events_and_totals() -> None:

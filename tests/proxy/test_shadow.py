@@ -634,6 +634,55 @@ async def test_shadow_counters_are_exposed_as_metrics(
     assert found[("strangler_shadow_in_flight", ())] == 0
 
 
+async def test_shadow_counters_survive_a_plan_without_shadowed_routes(
+    legacy: tuple[Upstream, ThreadedServer],
+    service: tuple[Upstream, ThreadedServer],
+    store: ParityStore,
+) -> None:
+    shadowed = shadow_plan(legacy[1].url, service[1].url)
+    legacy_only = shadow_plan(legacy[1].url, service[1].url, mode="legacy")
+    holder = RuntimeHolder(Runtime.from_plan(shadowed, parity_store=store))
+    metrics = ProxyMetrics()
+    metrics.add_runtime(lambda: holder.current)
+    app = ProxyApp(holder)
+
+    def matched() -> float | None:
+        for family in text_string_to_metric_families(metrics.render().decode()):
+            for sample in family.samples:
+                labels = sample.labels
+                if (
+                    sample.name == "strangler_shadow_events_total"
+                    and labels.get("event") == "matched"
+                ):
+                    return sample.value
+        return None
+
+    def settled_now() -> bool:
+        shadow = holder.current.shadow
+        return shadow is not None and settled(shadow)
+
+    await app.startup()
+    try:
+        async with httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://proxy.test"
+        ) as client:
+            await client.get("/api/products/1")
+            await eventually(lambda: matched() == 1 and settled_now())
+            # shadow -> legacy: no dispatcher, the counts are still there...
+            holder.swap(Runtime.from_plan(legacy_only, previous=holder.current))
+            assert holder.current.shadow is None
+            await client.get("/api/products/1")
+            assert matched() == 1
+            # ... and legacy -> shadow: they go on from where they were.
+            holder.swap(
+                Runtime.from_plan(shadowed, previous=holder.current, parity_store=store)
+            )
+            await client.get("/api/products/1")
+            await eventually(lambda: matched() == 2 and settled_now())
+    finally:
+        await app.shutdown()
+
+
 def test_unusable_store_is_a_plan_error(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

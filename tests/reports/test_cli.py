@@ -119,3 +119,18 @@ def test_missing_store_is_an_error(
     code, _, err = run(capsys, "--store", str(tmp_path / "none.sqlite3"))
     assert code == 1 and "no parity store" in err
     assert not (tmp_path / "none.sqlite3").exists()
+
+
+@pytest.mark.parametrize("fmt", ["table", "json"])
+def test_unknown_route_is_an_error_naming_the_known_ones(
+    store_path: Path, capsys: pytest.CaptureFixture[str], fmt: str
+) -> None:
+    args = ("--store", str(store_path), "--format", fmt)
+    code, out, err = run(capsys, *args, "--route", "prodcts")
+    assert (code, out) == (1, "")
+    assert "no route named 'prodcts' in the parity store" in err
+    assert "did you mean 'products'?" in err
+    assert "known routes: orders, products" in err
+    code, out, err = run(capsys, *args, "--route", "nosuch")
+    assert (code, out) == (1, "")
+    assert "did you mean" not in err and "known routes: orders, products" in err

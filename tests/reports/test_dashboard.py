@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -10,7 +11,7 @@ import pytest
 
 from strangler_proxy.control.admin import AdminApp
 from strangler_proxy.control.controller import Controller
-from strangler_proxy.control.dashboard import COOKIE
+from strangler_proxy.control.dashboard import COOKIE, SESSION_TTL, Dashboard
 from strangler_proxy.control.reload import PlanReloader
 from strangler_proxy.control.store import ControlStore
 from strangler_proxy.observe.metrics import ProxyMetrics
@@ -48,7 +49,7 @@ def anyio_backend() -> str:
 
 
 @pytest.fixture
-async def client(tmp_path: Path, store_path: Path) -> AsyncIterator[httpx.AsyncClient]:
+async def admin(tmp_path: Path, store_path: Path) -> AsyncIterator[AdminApp]:
     plan_file = tmp_path / "plan.yaml"
     plan_file.write_text(PLAN)
     store = open_store(store_path)
@@ -66,12 +67,26 @@ async def client(tmp_path: Path, store_path: Path) -> AsyncIterator[httpx.AsyncC
         token=TOKEN,
         control=control,
     )
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://admin") as c:
-        yield c
+    yield app
     await holder.aclose()
     await control.aclose()
     store.close()
+
+
+@pytest.fixture
+async def client(admin: AdminApp) -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(app=admin)
+    async with httpx.AsyncClient(transport=transport, base_url="http://admin") as c:
+        yield c
+
+
+async def login(client: httpx.AsyncClient) -> str:
+    """Open the dashboard with the token once; the session cookie it sets."""
+    response = await client.get(f"/dashboard/?token={TOKEN}")
+    assert response.status_code == 303, response.text
+    session = response.cookies[COOKIE]
+    client.cookies.clear()  # each test sends the cookie it means to
+    return session
 
 
 @pytest.mark.anyio
@@ -81,6 +96,9 @@ async def test_pages_need_the_token(client: httpx.AsyncClient, path: str) -> Non
     assert response.status_code == 401
     assert "token" in response.text
     response = await client.get(path, headers={"Cookie": f"{COOKIE}=wrong"})
+    assert response.status_code == 401
+    # The token itself is no session: the cookie must be one the dashboard issued.
+    response = await client.get(path, headers={"Cookie": f"{COOKIE}={TOKEN}"})
     assert response.status_code == 401
     response = await client.get(path, headers={"Authorization": "Bearer wrong"})
     assert response.status_code == 401
@@ -99,12 +117,73 @@ async def test_query_token_sets_cookie_and_redirects(client: httpx.AsyncClient) 
     assert response.status_code == 303
     assert response.headers["location"] == "/dashboard/"
     cookie = response.headers["set-cookie"]
-    assert f"{COOKIE}={TOKEN}" in cookie
-    assert "HttpOnly" in cookie and "SameSite=Strict" in cookie
-    assert "Path=/dashboard" in cookie
+    assert cookie.startswith(f"{COOKIE}=")
+    attributes = [a.strip() for a in cookie.split(";")[1:]]
+    assert "HttpOnly" in attributes and "SameSite=Strict" in attributes
+    assert "Path=/dashboard" in attributes
+    assert f"Max-Age={SESSION_TTL}" in attributes
+    assert "Secure" not in attributes  # plain HTTP: a Secure cookie would not stick
     page = await client.get("/dashboard/")  # the client now sends the cookie
     assert page.status_code == 200, page.text
     assert page.headers["content-type"].startswith("text/html")
+
+
+@pytest.mark.anyio
+async def test_session_cookie_does_not_hold_the_token(
+    client: httpx.AsyncClient,
+) -> None:
+    first, second = await login(client), await login(client)
+    assert first != second  # random per login, not a function of the token
+    for session in (first, second):
+        assert TOKEN not in session
+        expires, nonce, signature = session.split(".")
+        assert TOKEN.encode() not in base64.urlsafe_b64decode(signature + "==")
+        assert TOKEN not in nonce and expires.isdigit()
+        page = await client.get(
+            "/dashboard/", headers={"Cookie": f"{COOKIE}={session}"}
+        )
+        assert page.status_code == 200
+
+
+@pytest.mark.anyio
+async def test_session_cookie_is_secure_over_https(admin: AdminApp) -> None:
+    transport = httpx.ASGITransport(app=admin)
+    async with httpx.AsyncClient(transport=transport, base_url="https://admin") as c:
+        response = await c.get(f"/dashboard/?token={TOKEN}")
+    assert response.status_code == 303
+    attributes = [a.strip() for a in response.headers["set-cookie"].split(";")]
+    assert "Secure" in attributes and "HttpOnly" in attributes
+
+
+@pytest.mark.anyio
+async def test_tampered_or_foreign_sessions_are_refused(
+    client: httpx.AsyncClient, admin: AdminApp
+) -> None:
+    session = await login(client)
+    expires, nonce, signature = session.split(".")
+    later = str(int(expires) + 10 * SESSION_TTL)
+    other_process = Dashboard(holder=admin.holder, token=TOKEN)
+    for forged in (
+        f"{later}.{nonce}.{signature}",  # a longer life, same signature
+        f"{expires}.{nonce}x.{signature}",
+        f"{expires}.{nonce}.{signature[:-2]}",
+        f"{expires}.{nonce}",
+        other_process.new_session(),  # same token, another process's key
+    ):
+        page = await client.get("/dashboard/", headers={"Cookie": f"{COOKIE}={forged}"})
+        assert page.status_code == 401, forged
+
+
+@pytest.mark.anyio
+async def test_sessions_expire(client: httpx.AsyncClient, admin: AdminApp) -> None:
+    now = [1_000_000.0]
+    admin.dashboard = Dashboard(holder=admin.holder, token=TOKEN, clock=lambda: now[0])
+    session = await login(client)
+    cookie = {"Cookie": f"{COOKIE}={session}"}
+    now[0] += SESSION_TTL - 1
+    assert (await client.get("/dashboard/", headers=cookie)).status_code == 200
+    now[0] += 1
+    assert (await client.get("/dashboard/", headers=cookie)).status_code == 401
 
 
 @pytest.mark.anyio
@@ -123,8 +202,9 @@ async def test_index_lists_routes_with_mode_and_rates(
 async def test_route_page_shows_groups_timeline_and_example(
     client: httpx.AsyncClient,
 ) -> None:
+    session = await login(client)
     page = await client.get(
-        "/dashboard/routes/products", headers={"Cookie": f"{COOKIE}={TOKEN}"}
+        "/dashboard/routes/products", headers={"Cookie": f"{COOKIE}={session}"}
     )
     assert page.status_code == 200, page.text
     text = page.text
@@ -147,5 +227,8 @@ async def test_unknown_route_and_page_are_404(client: httpx.AsyncClient) -> None
 
 @pytest.mark.anyio
 async def test_cookie_does_not_open_the_admin_api(client: httpx.AsyncClient) -> None:
-    response = await client.get("/admin/plan", headers={"Cookie": f"{COOKIE}={TOKEN}"})
+    session = await login(client)
+    response = await client.get(
+        "/admin/plan", headers={"Cookie": f"{COOKIE}={session}"}
+    )
     assert response.status_code == 401

@@ -7,10 +7,12 @@ import time
 
 import pytest
 
+from strangler_proxy.exceptions import UnknownRouteError
 from strangler_proxy.parity import ParityStore
 from strangler_proxy.reports import (
     Report,
     build_report,
+    known_routes,
     parse_rate,
     parse_since,
     route_report,
@@ -48,9 +50,26 @@ def test_clean_route_has_no_fields_nor_example(store: ParityStore) -> None:
     assert r.fields == () and r.example is None
 
 
-def test_unknown_route_is_empty(store: ParityStore) -> None:
+def test_route_without_results_is_empty(store: ParityStore) -> None:
+    # The gate's evidence for a route not compared yet: zeros, no error.
     r = route_report(store, "nope")
     assert (r.sample_size, r.coverage, r.mismatch_rate) == (0, 0.0, 0.0)
+
+
+def test_build_report_of_an_unknown_route_raises(store: ParityStore) -> None:
+    assert known_routes(store) == ["orders", "products"]
+    with pytest.raises(UnknownRouteError) as caught:
+        build_report(store, route="order")
+    error = caught.value
+    assert (error.name, error.known, error.suggestion) == (
+        "order",
+        ["orders", "products"],
+        "orders",
+    )
+    assert error.kind == "unknown_route" and isinstance(error, LookupError)
+    # Known from any time, not only the window asked for.
+    (orders,) = build_report(store, route="orders", since=-3600).routes
+    assert orders.sample_size == 0
 
 
 def test_build_report_selects_routes_and_over(store: ParityStore) -> None:

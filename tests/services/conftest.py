@@ -3,9 +3,10 @@
 ``catalog`` is a ``TestClient`` on a fresh catalog app with its own SQLite
 file (migrated at startup, as in production); ``identity_keys`` is a key pair
 the services trust (every test gets one) and ``staff`` and ``customer`` are
-``X-Strangler-Identity`` headers signed with it for the catalog; :func:`event`
-builds an ingest envelope and ``ingest`` posts a batch and returns the
-per-event statuses.
+``X-Strangler-Identity`` headers signed with it for the catalog; the internal
+token is configured for every test (``INTERNAL`` is the header to send to
+``/internal/``); :func:`event` builds an ingest envelope and ``ingest`` posts a
+batch and returns the per-event statuses.
 """
 
 from __future__ import annotations
@@ -31,6 +32,8 @@ from extracted.catalog.app import create_app
 from extracted.chassis import ServiceSettings
 from tests.services.factories import category_payload, event, product_payload
 from tests.support.identity import TestKeys, use_test_keys
+from tests.support.internal import HEADERS as INTERNAL
+from tests.support.internal import use_internal_token
 
 Ingest = Callable[..., list[str]]
 
@@ -88,6 +91,12 @@ def identity_keys(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> TestKeys:
     return use_test_keys(monkeypatch, tmp_path / "keys")
 
 
+@pytest.fixture(autouse=True)
+def internal_token(monkeypatch: pytest.MonkeyPatch) -> str:
+    """The internal token the services' ``/internal/`` endpoints require."""
+    return use_internal_token(monkeypatch)
+
+
 @pytest.fixture
 def staff(identity_keys: TestKeys) -> dict[str, str]:
     return identity_keys.headers("catalog", "1", staff=True)
@@ -103,7 +112,9 @@ def ingest(catalog: TestClient) -> Ingest:
     """Post events to ``/internal/events``; the statuses, in order."""
 
     def post(*events: dict[str, Any]) -> list[str]:
-        response = catalog.post("/internal/events", json={"events": list(events)})
+        response = catalog.post(
+            "/internal/events", json={"events": list(events)}, headers=INTERNAL
+        )
         assert response.status_code == 200, response.text
         return [r["status"] for r in response.json()["results"]]
 

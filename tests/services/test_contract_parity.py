@@ -28,6 +28,7 @@ from legacy_monolith.catalog.models import Category, Product
 from legacy_monolith.outbox.models import OutboxEvent
 from tests.services.conftest import TestClient, catalog_settings
 from tests.support.identity import TestKeys
+from tests.support.internal import HEADERS as INTERNAL
 
 WORDS = [
     "Apron", "Basket", "Candle", "Doormat", "Easel", "Funnel", "Grater", "Hammock",
@@ -135,7 +136,9 @@ def twins(db: None, service_db: str, identity_keys: TestKeys) -> Iterator[Twins]
     ]
     assert len(envelopes) == 3 + len(WORDS)
     with TestClient(create_app(catalog_settings(service_db))) as service:
-        response = service.post("/internal/events", json={"events": envelopes})
+        response = service.post(
+            "/internal/events", json={"events": envelopes}, headers=INTERNAL
+        )
         assert response.status_code == 200, response.text
         statuses = {r["status"] for r in response.json()["results"]}
         assert statuses == {"applied"}, response.text

@@ -13,6 +13,7 @@ from extracted.catalog.models import Category, Product
 from extracted.chassis import DryRunSuppressed, OutboxEvent, RequestContext, make_client
 from extracted.chassis.context import reset_current, set_current
 from tests.services.factories import event, product_payload
+from tests.support.internal import HEADERS as INTERNAL
 
 DRY = {"X-Strangler-Dry-Run": "1"}
 
@@ -95,10 +96,12 @@ def test_dry_run_validation_errors_match_real_ones(
 
 def test_dry_run_ingest_applies_nothing(seeded: TestClient) -> None:
     update = event("catalog.product", 1, 2, product_payload(1, 1, name="Dry"))
-    response = seeded.post("/internal/events", json={"events": [update]}, headers=DRY)
+    response = seeded.post(
+        "/internal/events", json={"events": [update]}, headers={**DRY, **INTERNAL}
+    )
     assert response.json()["results"][0]["status"] == "applied"
     assert seeded.get("/api/products/1/").json()["name"] == "Product 1"
-    again = seeded.post("/internal/events", json={"events": [update]})
+    again = seeded.post("/internal/events", json={"events": [update]}, headers=INTERNAL)
     assert again.json()["results"][0]["status"] == "applied"
 
 

@@ -8,6 +8,8 @@ import httpx
 import pytest
 
 from tests.services.factories import category_payload, event, product_payload
+from tests.support.internal import HEADERS as INTERNAL
+from tests.support.internal import with_internal_token
 from tests.support.processes import PYTHON, ServerProcess, free_port
 
 pytestmark = pytest.mark.e2e
@@ -29,7 +31,9 @@ def test_uvicorn_factory_serves_migrates_and_ingests(tmp_path: Path) -> None:
             str(port),
         ],
         f"{base}/ready",
-        env={"CATALOG_DATABASE_URL": f"sqlite:///{tmp_path / 'catalog.sqlite3'}"},
+        env=with_internal_token(
+            {"CATALOG_DATABASE_URL": f"sqlite:///{tmp_path / 'catalog.sqlite3'}"}
+        ),
     )
     with server:
         batch = {
@@ -39,7 +43,7 @@ def test_uvicorn_factory_serves_migrates_and_ingests(tmp_path: Path) -> None:
             ]
         }
         with httpx.Client(base_url=base, timeout=10) as client:
-            ingested = client.post("/internal/events", json=batch)
+            ingested = client.post("/internal/events", json=batch, headers=INTERNAL)
             assert ingested.status_code == 200, ingested.text
             assert [r["status"] for r in ingested.json()["results"]] == ["applied"] * 2
             listing = client.get(

@@ -9,6 +9,7 @@ from fastapi.testclient import TestClient
 
 from tests.services.conftest import Ingest
 from tests.services.factories import category_payload, event, product_payload
+from tests.support.internal import HEADERS as INTERNAL
 
 Read = Callable[[TestClient, int], dict[str, object]]
 
@@ -76,7 +77,9 @@ def test_gap_is_reported_and_applied_after_the_missing_event(
 ) -> None:
     second = event("catalog.product", 1, 2, product_payload(1, 1, name="Two"))
     third = event("catalog.product", 1, 3, product_payload(1, 1, name="Three"))
-    response = seeded.post("/internal/events", json={"events": [third]})
+    response = seeded.post(
+        "/internal/events", json={"events": [third]}, headers=INTERNAL
+    )
     result = response.json()["results"][0]
     assert result == {
         "event_id": third["event_id"],
@@ -121,7 +124,9 @@ def test_failing_event_is_rolled_back_and_retryable(
     catalog: TestClient, ingest: Ingest
 ) -> None:
     orphan = event("catalog.product", 5, 1, product_payload(5, 99))
-    response = catalog.post("/internal/events", json={"events": [orphan]})
+    response = catalog.post(
+        "/internal/events", json={"events": [orphan]}, headers=INTERNAL
+    )
     result = response.json()["results"][0]
     assert result["status"] == "error"
     assert "IntegrityError" in result["detail"]
@@ -132,12 +137,14 @@ def test_failing_event_is_rolled_back_and_retryable(
 
 
 def test_malformed_batches_are_400(catalog: TestClient) -> None:
-    not_a_batch = catalog.post("/internal/events", json=[1])
+    not_a_batch = catalog.post("/internal/events", json=[1], headers=INTERNAL)
     assert not_a_batch.status_code == 400
     assert not_a_batch.json() == {"events": ["Expected a list of events."]}
     bad = event("catalog.product", 1, 0, {})
     bad["event_id"] = "nope"
-    response = catalog.post("/internal/events", json={"events": [bad]})
+    response = catalog.post(
+        "/internal/events", json={"events": [bad]}, headers=INTERNAL
+    )
     assert response.status_code == 400
     errors = response.json()["events"]["0"]
     assert set(errors) == {"event_id", "sequence"}

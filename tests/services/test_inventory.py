@@ -35,6 +35,7 @@ from tests.services.conftest import (
 from tests.services.factories import event, product_payload
 from tests.services.test_contract_parity import Twins
 from tests.support.identity import TestKeys
+from tests.support.internal import HEADERS as INTERNAL
 
 
 def inventory_settings(url: str) -> Any:
@@ -72,7 +73,9 @@ def twins(db: None, service_db: str, identity_keys: TestKeys) -> Iterator[Twins]
                 )
     envelopes = [e.envelope() for e in OutboxEvent.objects.order_by("id")]
     with TestClient(create_app(inventory_settings(service_db))) as service:
-        response = service.post("/internal/events", json={"events": envelopes})
+        response = service.post(
+            "/internal/events", json={"events": envelopes}, headers=INTERNAL
+        )
         assert response.status_code == 200, response.text
         statuses = {r["status"] for r in response.json()["results"]}
         # Categories are not inventory's business: ignored, not failed.
@@ -207,7 +210,10 @@ def test_reservations_record_outbox_events(
                 },
             ),
         ]
-        client.post("/internal/events", json={"events": batch})
+        ingested = client.post(
+            "/internal/events", json={"events": batch}, headers=INTERNAL
+        )
+        assert ingested.status_code == 200, ingested.text
         dry = client.post(
             "/api/stock/reserve/",
             json={"product": 1, "quantity": 2},
@@ -256,7 +262,10 @@ def _race(url: str, workers: int, units: int) -> tuple[int, int]:
             ),
         ]  # fmt: skip
         assert (
-            client.post("/internal/events", json={"events": setup}).status_code == 200
+            client.post(
+                "/internal/events", json={"events": setup}, headers=INTERNAL
+            ).status_code
+            == 200
         )
         start = threading.Barrier(workers)
         won: list[int] = []

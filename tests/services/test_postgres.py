@@ -14,6 +14,7 @@ from fastapi.testclient import TestClient
 from extracted.catalog.app import create_app
 from tests.services.conftest import catalog_settings, postgres_database
 from tests.services.factories import category_payload, event, product_payload
+from tests.support.internal import HEADERS as INTERNAL
 
 pytestmark = pytest.mark.postgres
 
@@ -33,12 +34,12 @@ def test_catalog_on_postgres(pg_catalog: TestClient, staff: dict[str, str]) -> N
         event("catalog.product", 1, 1, product_payload(1, 1, price="99999999.99")),
         event("catalog.product", 2, 1, product_payload(2, 1, price="0.10")),
     ]
-    response = client.post("/internal/events", json={"events": batch})
+    response = client.post("/internal/events", json={"events": batch}, headers=INTERNAL)
     assert [r["status"] for r in response.json()["results"]] == ["applied"] * 3
-    again = client.post("/internal/events", json={"events": batch})
+    again = client.post("/internal/events", json={"events": batch}, headers=INTERNAL)
     assert [r["status"] for r in again.json()["results"]] == ["duplicate"] * 3
     gap = event("catalog.product", 1, 3, product_payload(1, 1))
-    late = client.post("/internal/events", json={"events": [gap]})
+    late = client.post("/internal/events", json={"events": [gap]}, headers=INTERNAL)
     assert late.json()["results"][0]["status"] == "out_of_order"
 
     listing = client.get("/api/products/?ordering=-price")

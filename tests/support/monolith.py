@@ -6,6 +6,7 @@ import os
 import subprocess
 from collections.abc import Mapping, Sequence
 
+from tests.support.internal import with_internal_token
 from tests.support.processes import PYTHON, ROOT, ServerProcess, free_port
 
 __all__ = ["manage", "monolith_server", "seed_database"]
@@ -37,7 +38,8 @@ def monolith_server(
     extra: Sequence[str] = (),
 ) -> tuple[ServerProcess, str]:
     """The monolith served as documented (``uvicorn legacy_monolith.asgi``), not
-    yet started, and its base URL."""
+    yet started, and its base URL. Its internal token is the suite's
+    (:mod:`tests.support.internal`) unless ``env`` names one."""
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     server = ServerProcess(
@@ -53,6 +55,6 @@ def monolith_server(
             *extra,
         ],
         ready_url=base + ready_path,
-        env=dict(env),
+        env={**with_internal_token({}), **env},
     )
     return server, base

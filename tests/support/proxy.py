@@ -133,6 +133,7 @@ async def asgi_call(
     body: Sequence[bytes] = (),
     client: tuple[str, int] = ("203.0.113.7", 4321),
     scheme: str = "http",
+    http_version: str = "1.1",
 ) -> RawResponse:
     """Call the app with a hand-made scope: the target and headers are exactly
     as given (httpx would normalise them). ``body`` is sent in those chunks."""
@@ -140,7 +141,7 @@ async def asgi_call(
     scope = {
         "type": "http",
         "asgi": {"version": "3.0"},
-        "http_version": "1.1",
+        "http_version": http_version,
         "method": method,
         "scheme": scheme,
         "path": raw_path.decode("latin-1"),

@@ -5,7 +5,9 @@
 monolith's outbox to a service app's ``/internal/events`` in order, the way
 the relay does; ``catalog_app`` is a migrated catalog service on its own
 SQLite file, trusting the key pair ``identity_keys``; ``staff`` is a signed
-``X-Strangler-Identity`` header for it.
+``X-Strangler-Identity`` header for it. Every test has the suite's internal
+token configured (``INTERNAL`` is the header a caller of ``/internal/`` sends),
+so relays, the monolith and the services agree on it.
 """
 
 from __future__ import annotations
@@ -31,6 +33,8 @@ from legacy_monolith.outbox import delivery
 from strangler_proxy.adapters.shop import ShopAdapter
 from strangler_proxy.sync.config import Subscriber
 from tests.support.identity import TestKeys, use_test_keys
+from tests.support.internal import HEADERS as INTERNAL
+from tests.support.internal import use_internal_token
 
 Deliver = Callable[[TestClient, str, Subscriber], list[str]]
 
@@ -44,6 +48,12 @@ CATALOG = Subscriber(url="http://127.0.0.1:8101", events=("catalog.*",))
 def identity_keys(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> TestKeys:
     """Keys the catalog service verifies ``X-Strangler-Identity`` against."""
     return use_test_keys(monkeypatch, tmp_path / "keys")
+
+
+@pytest.fixture(autouse=True)
+def internal_token(monkeypatch: pytest.MonkeyPatch) -> str:
+    """The internal token ``/internal/`` endpoints require and relays send."""
+    return use_internal_token(monkeypatch)
 
 
 @pytest.fixture
@@ -86,7 +96,9 @@ def deliver() -> Deliver:
 
     def post(client: TestClient, name: str, subscriber: Subscriber) -> list[str]:
         events = [e for e, _ in delivery.next_batch(name, subscriber.events, 10_000)]
-        response = client.post("/internal/events", json={"events": events})
+        response = client.post(
+            "/internal/events", json={"events": events}, headers=INTERNAL
+        )
         assert response.status_code == 200, response.text
         results = response.json()["results"]
         delivery.mark_delivered(name, [r["event_id"] for r in results])

@@ -25,6 +25,8 @@ from strangler_proxy.sync.config import SyncConfig, parse_sync
 from strangler_proxy.sync.ownership import ServiceOutbox, apply_owners, reverse_config
 from strangler_proxy.sync.reconcile import reconcile
 from strangler_proxy.sync.relay import Relay
+from tests.support.internal import HEADERS as INTERNAL
+from tests.support.internal import TOKEN
 from tests.sync.conftest import ADAPTER, CATALOG, Deliver, TestClient
 
 
@@ -73,7 +75,9 @@ def relay_batch(subscriber: str) -> list[dict[str, Any]]:
 def deliver_to(client: TestClient, subscriber: str) -> list[str]:
     """Relay the monolith's due events to a service app, as the relay does."""
     events = relay_batch(subscriber)
-    response = client.post("/internal/events", json={"events": events})
+    response = client.post(
+        "/internal/events", json={"events": events}, headers=INTERNAL
+    )
     assert response.status_code == 200, response.text
     results = response.json()["results"]
     delivery.mark_delivered(subscriber, [r["event_id"] for r in results])
@@ -81,7 +85,8 @@ def deliver_to(client: TestClient, subscriber: str) -> list[str]:
 
 
 def post_events(*events: dict[str, Any], client: Client | None = None) -> list[str]:
-    response = (client or Client()).post(
+    """Post to the monolith's ingest, with the internal credential."""
+    response = (client or Client(HTTP_AUTHORIZATION=f"Bearer {TOKEN}")).post(
         "/internal/events", {"events": list(events)}, content_type="application/json"
     )
     assert response.status_code == 200, response.content
@@ -274,23 +279,65 @@ def test_flipping_back(
     assert body["price"] == "9.99"
 
 
-def test_ingest_is_internal_only(
-    flipped: TestClient, reverse: ServiceOutbox, monkeypatch: pytest.MonkeyPatch
+def test_ingest_needs_the_credential_whoever_calls(
+    flipped: TestClient, reverse: ServiceOutbox, staff: dict[str, str]
 ) -> None:
-    outside = Client(REMOTE_ADDR="203.0.113.9")
-    response = outside.post(
-        "/internal/events", {"events": []}, content_type="application/json"
+    product = Product.objects.get(sku="SKU-1")
+    r = flipped.patch(
+        f"/api/products/{product.pk}/", json={"price": "8.00"}, headers=staff
     )
-    assert response.status_code == 403
-    monkeypatch.setenv("STRANGLER_INTERNAL_TOKEN", "s3cret")
-    assert (
-        Client()
-        .post("/internal/events", {"events": []}, content_type="application/json")
-        .status_code
-        == 403
+    assert r.status_code == 200, r.text
+    [event] = pending_envelopes(reverse)
+    body = {"events": [event]}
+    # Loopback earns nothing: the peer address decides nothing.
+    for peer in ("127.0.0.1", "::1", "203.0.113.9"):
+        anonymous = Client(REMOTE_ADDR=peer).post(
+            "/internal/events", body, content_type="application/json"
+        )
+        assert anonymous.status_code == 401, (peer, anonymous.content)
+        assert anonymous["WWW-Authenticate"].startswith("Bearer")
+        assert anonymous.json()["code"] == "not_authenticated"
+    wrong = Client(HTTP_AUTHORIZATION="Bearer not-the-token").post(
+        "/internal/events", body, content_type="application/json"
     )
-    with_token = Client(REMOTE_ADDR="203.0.113.9", HTTP_AUTHORIZATION="Bearer s3cret")
-    assert post_events(client=with_token) == []
+    assert (wrong.status_code, wrong.json()["code"]) == (403, "invalid_token")
+    basic = Client(HTTP_AUTHORIZATION=f"Basic {TOKEN}").post(
+        "/internal/events", body, content_type="application/json"
+    )
+    assert basic.status_code == 401
+    assert Product.objects.get(pk=product.pk).price == Decimal("13.50")
+    # From anywhere, the right token is enough.
+    outside = Client(REMOTE_ADDR="203.0.113.9", HTTP_AUTHORIZATION=f"Bearer {TOKEN}")
+    assert post_events(event, client=outside) == ["applied"]
+    assert Product.objects.get(pk=product.pk).price == Decimal("8.00")
+
+
+def test_ingest_is_closed_when_no_token_is_configured(
+    flipped: TestClient,
+    reverse: ServiceOutbox,
+    staff: dict[str, str],
+    monkeypatch: pytest.MonkeyPatch,
+    settings: Any,
+) -> None:
+    product = Product.objects.get(sku="SKU-1")
+    r = flipped.patch(
+        f"/api/products/{product.pk}/", json={"price": "8.00"}, headers=staff
+    )
+    assert r.status_code == 200, r.text
+    [event] = pending_envelopes(reverse)
+    monkeypatch.delenv("STRANGLER_INTERNAL_TOKEN")
+    for client in (Client(), Client(HTTP_AUTHORIZATION="Bearer ")):
+        response = client.post(
+            "/internal/events", {"events": [event]}, content_type="application/json"
+        )
+        assert response.status_code == 403, response.content
+        assert response.json()["code"] == "internal_token_not_configured"
+        assert "STRANGLER_INTERNAL_TOKEN" in response.json()["detail"]
+    assert Product.objects.get(pk=product.pk).price == Decimal("13.50")
+    # The Django setting of the same name configures it too.
+    settings.STRANGLER_INTERNAL_TOKEN = "from-settings"
+    via_setting = Client(HTTP_AUTHORIZATION="Bearer from-settings")
+    assert post_events(event, client=via_setting) == ["applied"]
 
 
 def test_sync_file_names_owners_that_are_subscribers(tmp_path: Path) -> None:

@@ -22,6 +22,7 @@ import pytest
 
 from strangler_proxy.sync.reconcile import service_engine
 from tests.support.identity import TestKeys
+from tests.support.internal import with_internal_token
 from tests.support.monolith import monolith_server, seed_database
 from tests.support.processes import PYTHON, ROOT, ServerProcess, free_port
 
@@ -99,7 +100,8 @@ def test_owner_changes_reach_other_subscribers_but_not_the_owner(
         "STRANGLER_IDENTITY_TRUST_HEADER": "0",  # signed tokens only
         **identity_keys.env,
     }
-    env.pop("STRANGLER_INTERNAL_TOKEN", None)  # the relays call from loopback
+    # The monolith, the services and both relays share the internal token.
+    env = with_internal_token(env)
     seed_database(env)
     monolith, monolith_url = monolith_server(env)
     catalog, catalog_url = service("catalog", env)

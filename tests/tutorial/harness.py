@@ -6,6 +6,10 @@ becomes a temporary state directory, ``migration_plans/`` becomes copies of
 the plans with those ports, and ``strangler up`` gets the matching flags. Each
 block runs in ``bash`` from the repository root, where ``strangler`` and
 ``python`` are shell functions calling this interpreter.
+
+While ``strangler up`` runs, a :class:`Prober` keeps connecting to the proxy,
+as a client would: the ``proxy-not-restarted`` check fails if one connection
+was refused since ``up`` started, or if the proxy's pid changed.
 """
 
 from __future__ import annotations
@@ -17,11 +21,13 @@ import shlex
 import signal
 import subprocess
 import sys
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import httpx
+import orjson
 
 from strangler_proxy.parity.store import open_store
 from tests.support.polling import wait_until
@@ -51,8 +57,37 @@ ADMIN_CLIENTS = (
     "strangler rollback",
     "strangler status",
 )
+# Commands that talk to the running `up` through its state directory.
+UP_CLIENTS = ("strangler sync",)
 BLOCK_TIMEOUT = 60.0
 UP_READY_TIMEOUT = 120.0
+
+
+class Prober(threading.Thread):
+    """Connects to the proxy again and again; counts the refused connections."""
+
+    def __init__(self, url: str) -> None:
+        super().__init__(name="tutorial-prober", daemon=True)
+        self.url = url
+        self.attempts = 0
+        self.refused: list[str] = []
+        self._stopping = threading.Event()
+
+    def run(self) -> None:
+        with httpx.Client(timeout=10, trust_env=False) as client:
+            while not self._stopping.is_set():
+                try:
+                    client.get(self.url)
+                except httpx.ConnectError as exc:
+                    self.refused.append(str(exc) or type(exc).__name__)
+                except httpx.HTTPError:
+                    pass  # connected: an answer the probe does not judge
+                self.attempts += 1
+                self._stopping.wait(0.05)  # a client's pace, not a synchronisation
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self.join(timeout=15)
 
 
 @dataclasses.dataclass
@@ -64,6 +99,10 @@ class Stack:
     up: ServerProcess | None = None
     # The parity counts each route had at its last ``parity`` check.
     compared_at_last_check: dict[str, int] = dataclasses.field(default_factory=dict)
+    # The proxy's pid when `up` was last started, and the prober since then.
+    proxy_pid: int | None = None
+    prober: Prober | None = None
+    probes_at_last_check: int = 0
 
     def __post_init__(self) -> None:
         self.ports = {name: free_port() for name in DEFAULT_PORTS}
@@ -110,6 +149,7 @@ class Stack:
             "  strangler up -> strangler up " + " ".join(self._up_flags()),
             f"  {'|'.join(ADMIN_CLIENTS)} -> ... " + " ".join(self._admin_flags()),
             f"  strangler traffic -> ... --url {self.url('proxy')} --no-progress",
+            f"  {'|'.join(UP_CLIENTS)} -> ... --var-dir {self.var}",
             "  environment: " + " ".join(f"{k}={v}" for k, v in self.env.items()),
         ]
         return "\n".join(lines)
@@ -137,6 +177,9 @@ class Stack:
         elif command.startswith(ADMIN_CLIENTS) and "--admin" not in command:
             # Their defaults (port 8081, var/admin-token) are not in the text.
             command = " ".join([command, *self._admin_flags()])
+        elif command.startswith(UP_CLIENTS) and "--var-dir" not in command:
+            # Its default state directory (var/) is not in the text.
+            command += f" --var-dir {self.var}"
         elif command.startswith("strangler traffic") and "--url" not in command:
             # Its default URL (port 8080) is not in the text; no terminal here.
             command += f" --url {self.url('proxy')} --no-progress"
@@ -185,7 +228,16 @@ class Stack:
             wait_until(
                 lambda: ready in self._up_output(), f"{ready!r} printed", timeout=30
             )
+        self.proxy_pid = self.pids()["proxy"]
+        self.prober = Prober(f"{self.url('proxy')}/_strangler/readyz")
+        self.prober.start()
+        self.probes_at_last_check = 0
         return self._up_output()
+
+    def pids(self) -> dict[str, int]:
+        """The pid of each process of the running ``up``, from its ``up.json``."""
+        status = orjson.loads((self.var / "up.json").read_bytes())
+        return {name: int(pid) for name, pid in status["processes"].items()}
 
     def _up_output(self) -> str:
         assert self.up is not None
@@ -196,6 +248,9 @@ class Stack:
 
     def stop(self) -> None:
         """Stop ``strangler up`` as Ctrl-C does; it must exit with status 0."""
+        if self.prober is not None:
+            self.prober.stop()
+            self.prober = None
         if self.up is None:
             return
         up, self.up = self.up, None
@@ -306,11 +361,29 @@ def dashboard_shows(stack: Stack, route: str) -> None:
     assert f"/dashboard/routes/{route}" in page.text, page.text[:2000]
 
 
+def proxy_not_restarted(stack: Stack) -> None:
+    """The proxy ``up`` started still runs, and refused no connection since.
+
+    The prober must have connected since the last such check: a prober that
+    stopped probing would prove nothing.
+    """
+    assert stack.up is not None and stack.prober is not None, "no strangler up"
+    pid = stack.pids().get("proxy")
+    assert pid == stack.proxy_pid, f"the proxy was restarted: {stack.proxy_pid}->{pid}"
+    prober = stack.prober
+    assert prober.refused == [], f"refused connections: {prober.refused[:5]}"
+    floor = stack.probes_at_last_check
+    wait_until(lambda: prober.attempts > floor, "the prober connected", timeout=10)
+    stack.probes_at_last_check = prober.attempts
+    assert prober.is_alive(), "the prober stopped"
+
+
 CHECKS: dict[str, Callable[..., None]] = {
     "proxy-equals-monolith": proxy_equals_monolith,
     "service-equals-monolith": service_equals_monolith,
     "parity": parity,
     "dashboard-shows": dashboard_shows,
+    "proxy-not-restarted": proxy_not_restarted,
 }
 
 

@@ -150,3 +150,18 @@ def test_parse_page_refuses_ambiguous_pages(
     page.write_text(text)
     with pytest.raises(PageError, match=error):
         parse_page(page)
+
+
+def test_no_step_restarts_up() -> None:
+    """Only page 01 starts `strangler up`; the steps that change the relays
+    check that the proxy kept running and refused no connection meanwhile."""
+    starts = [block.where for block in BLOCKS if block.first("run") == "background"]
+    assert [where.split(":")[0] for where in starts] == [
+        "docs/tutorial/01-start-the-shop.md"
+    ]
+    relay_steps = [
+        block for block in BLOCKS if block.commands[0].startswith("strangler sync ")
+    ]
+    assert {block.page[:2] for block in relay_steps} >= {"03", "08", "09"}
+    for block in relay_steps:
+        assert "proxy-not-restarted" in block.attributes.get("check", []), block.where

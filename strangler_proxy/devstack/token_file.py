@@ -1,0 +1,107 @@
+"""A secret token kept in a file only its owner can read, across restarts.
+
+``strangler up`` keeps the admin API's token in ``<var-dir>/admin-token``: the
+first start writes a new one (mode 0600), every later start reads it back, so
+the dashboard's cookie and the scripts holding the token keep working.
+:func:`read_or_create_token` refuses a file that someone else could read or
+change (group or other permission bits, another owner, a symlink): a leaked
+token is a remote control of the traffic, and using it silently would hide
+the leak. Rotating writes a new token in place, mode 0600.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import stat
+from dataclasses import dataclass
+from pathlib import Path
+
+from strangler_proxy.exceptions import TokenFileError
+
+__all__ = ["Token", "read_or_create_token", "write_token"]
+
+_MAX_BYTES = 4096
+
+
+@dataclass(frozen=True)
+class Token:
+    """A token and whether this call wrote it (created or rotated)."""
+
+    value: str
+    path: Path
+    created: bool
+
+
+def write_token(path: Path, token: str) -> None:
+    """Write ``token`` to ``path``, readable by the owner only (0600)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW, 0o600)
+    try:
+        # O_CREAT's mode does not apply to a file that already existed.
+        os.fchmod(fd, 0o600)
+        os.write(fd, token.encode() + b"\n")
+    finally:
+        os.close(fd)
+
+
+def read_or_create_token(path: Path, *, rotate: bool = False) -> Token:
+    """The token in ``path``; a new one when there is none or ``rotate``.
+
+    Raises :class:`TokenFileError` when the file exists but is not a regular
+    file of this user, mode 0600 or stricter, holding one line of text.
+    """
+    if rotate:
+        return _new(path)
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    except FileNotFoundError:
+        return _new(path)
+    except OSError as exc:
+        # ELOOP: a symlink, which O_NOFOLLOW refuses.
+        raise TokenFileError(
+            f"{path}: cannot read the token ({exc.strerror}); remove it, or "
+            "pass --rotate-admin-token to write a new one"
+        ) from None
+    try:
+        info = os.fstat(fd)
+        _check(path, info)
+        raw = os.read(fd, _MAX_BYTES + 1)
+    finally:
+        os.close(fd)
+    try:
+        value = raw.decode("ascii").strip()
+    except UnicodeDecodeError:
+        value = ""
+    if not value or len(raw) > _MAX_BYTES or any(c.isspace() for c in value):
+        raise TokenFileError(
+            f"{path}: not a token (one line of text expected); remove it, or "
+            "pass --rotate-admin-token to write a new one"
+        )
+    return Token(value, path, created=False)
+
+
+def _check(path: Path, info: os.stat_result) -> None:
+    if not stat.S_ISREG(info.st_mode):
+        raise TokenFileError(f"{path}: not a regular file")
+    if info.st_uid != os.geteuid():
+        raise TokenFileError(
+            f"{path} belongs to uid {info.st_uid}, not to this user "
+            f"(uid {os.geteuid()}): refusing a token someone else controls"
+        )
+    mode = stat.S_IMODE(info.st_mode)
+    if mode & 0o077:
+        raise TokenFileError(
+            f"{path} is readable or writable by group or others (mode "
+            f"{mode:04o}): the token may have leaked. Run `chmod 600 {path}` to "
+            "keep it, or pass --rotate-admin-token to write a new one"
+        )
+
+
+def _new(path: Path) -> Token:
+    token = secrets.token_urlsafe(32)
+    try:
+        write_token(path, token)
+    except OSError as exc:
+        raise TokenFileError(f"{path}: cannot write the token: {exc}") from None
+    return Token(token, path, created=True)
