@@ -33,7 +33,6 @@ import asyncio
 import contextlib
 import errno
 import logging
-import os
 import secrets
 import signal
 import socket
@@ -49,6 +48,7 @@ from strangler_proxy.control.controller import Controller
 from strangler_proxy.control.progression import Progression
 from strangler_proxy.control.reload import PlanReloader, ReloadEvent, ReloadHistory
 from strangler_proxy.control.store import ControlStore
+from strangler_proxy.devstack.token_file import write_token
 from strangler_proxy.exceptions import CliError, PlanError
 from strangler_proxy.observe.accesslog import AccessLog, QueryCapture
 from strangler_proxy.observe.metrics import ProxyMetrics
@@ -109,14 +109,7 @@ def _listen(host: str, port: int, *, admin: bool) -> socket.socket:
 
 def write_admin_token(path: Path, token: str) -> None:
     """Write ``token`` to ``path``, readable by the owner only (0600)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        # O_CREAT's mode does not apply to a file that already existed.
-        os.fchmod(fd, 0o600)
-        os.write(fd, token.encode() + b"\n")
-    finally:
-        os.close(fd)
+    write_token(path, token)
 
 
 def _url(host: str, port: int) -> str:

@@ -62,5 +62,5 @@ def test_a_token_file_others_can_read_is_refused(tmp_path: Path) -> None:
         internal_token(tmp_path, {})
     path.unlink()
     path.symlink_to(tmp_path / "elsewhere")
-    with pytest.raises(TokenFileError, match="cannot read it"):
+    with pytest.raises(TokenFileError, match="cannot read the token"):
         internal_token(tmp_path, {})

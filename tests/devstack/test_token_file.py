@@ -63,8 +63,11 @@ def test_a_symlink_is_refused(tmp_path: Path) -> None:
     path.symlink_to(target)
     with pytest.raises(TokenFileError, match="cannot read the token"):
         read_or_create_token(path)
-    with pytest.raises(TokenFileError, match="cannot write the token"):
-        read_or_create_token(path, rotate=True)
+    # Rotating replaces the link by a private file; what it pointed at is
+    # neither read nor written.
+    rotated = read_or_create_token(path, rotate=True)
+    assert not path.is_symlink() and stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert path.read_text() == rotated.value + "\n"
     assert target.read_text() == "secret\n"
 
 
