@@ -6,7 +6,8 @@ printed once to stderr, exit code 1; ``--traceback`` re-raises them for
 debugging. :mod:`.server` is the composition root of ``strangler proxy``: the
 one place that wires the data plane, the observers and the control plane
 together. :mod:`.docgen` regenerates the reference pages from the command tree
-and the plan models.
+and the plan models. :mod:`.sync` (``strangler sync apply``) hands a running
+``strangler up`` a new sync file; :mod:`._live` is ``up``'s side of it.
 
 May import anything in :mod:`strangler_proxy`; nothing imports it.
 """

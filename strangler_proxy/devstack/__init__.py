@@ -6,8 +6,9 @@
   :mod:`.specs` holds :class:`~.specs.ProcessSpec`);
 * :mod:`.mailbox`: how ``strangler sync apply`` asks a running ``up`` for a
   change: files in a directory only its user may use, never a network peer;
-* :mod:`.token_file`: the admin token kept in ``<var-dir>/admin-token`` (0600)
-  across restarts;
+* :mod:`.token_file`: secret tokens kept in a file only their owner can read
+  (0600) across restarts: the admin token; :mod:`.internal_token`, the token
+  the monolith, the services and the relays share for internal calls;
 * :mod:`.stack`: which processes ``strangler up`` runs for an application
   (:class:`~.stack.StackApp`), with their ports, databases and plan copies;
 * :mod:`.provision`: a database and a role per service on PostgreSQL;

@@ -2,11 +2,14 @@
 
 What lives here, in the order a request meets it::
 
+    edge.py         the connection: header timeout, lingering close, drain
     app.py          the ASGI app: one request -> forwarding, then the observers
-    target.py       request-target checks and normalisation (400s)
+    target.py       request-target checks and normalisation (400s, merged
+                    slashes)
     routing.py      the first route that matches; canary buckets, sticky keys
     identity.py     identity at the edge: resolve the caller, sign a token
-    forwarding.py   the request body, retries, fallbacks, streaming the answer
+    forwarding.py   reserved paths (404), the request body, retries,
+                    fallbacks, streaming the answer
     headers.py      hop-by-hop, X-Forwarded-*, Via, Location rewrites
     resilience.py   circuit breakers, bulkheads, the retry budget
     health.py       active health checks of upstreams
