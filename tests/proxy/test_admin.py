@@ -79,6 +79,10 @@ class Admin:
             transport=httpx.ASGITransport(app=self.app), base_url="http://admin"
         )
 
+    async def aclose(self) -> None:
+        await self.holder.aclose()
+        await self.control.aclose()
+
 
 @pytest.fixture
 def plan_file(tmp_path: Path) -> Path:
@@ -92,7 +96,7 @@ async def admin(plan_file: Path) -> AsyncIterator[Admin]:
     admin = Admin(plan_file)
     async with admin.client:
         yield admin
-    await admin.holder.aclose()
+    await admin.aclose()
 
 
 PATHS = [
@@ -325,7 +329,7 @@ async def test_metrics_without_token_when_configured(plan_file: Path) -> None:
     async with admin.client:
         assert (await admin.client.get("/metrics")).status_code == 200
         assert (await admin.client.get("/admin/plan")).status_code == 401
-    await admin.holder.aclose()
+    await admin.aclose()
 
 
 @pytest.mark.anyio
@@ -370,3 +374,4 @@ def test_admin_refuses_an_empty_token(plan_file: Path) -> None:
             token="",
             control=admin.control,
         )
+    admin.control.store.close()
