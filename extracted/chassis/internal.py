@@ -34,6 +34,7 @@ __all__ = [
     "check_internal_credential",
     "internal_token",
     "is_internal_path",
+    "service_authorization",
 ]
 
 TOKEN_VARIABLE = "STRANGLER_INTERNAL_TOKEN"
@@ -114,3 +115,23 @@ class InternalCallerMiddleware:
             headers=refusal.headers(),
         )
         await response(scope, receive, send)
+
+
+def service_authorization(
+    audience: str, environ: Mapping[str, str] | None = None
+) -> str:
+    """The ``Authorization`` value a service sends when it calls another
+    service's internal endpoint (``audience`` names the callee, e.g.
+    ``"payments"``).
+
+    Every outgoing internal call takes its credential from here, so moving from
+    the shared internal token to per-client OIDC client-credentials tokens
+    changes this function only. Raises ``RuntimeError`` when no credential is
+    configured: an internal call is never sent without one.
+    """
+    token = internal_token(environ)
+    if token is None:
+        raise RuntimeError(
+            f"no credential for internal calls to {audience!r}: set {TOKEN_VARIABLE}"
+        )
+    return f"Bearer {token}"
