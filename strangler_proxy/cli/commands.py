@@ -20,6 +20,7 @@ _COMMANDS = {
     "db": "db",  # strangler db provision SERVICE --admin-url URL
     "traffic": "traffic",  # strangler traffic: realistic shop load
     "report": "report",  # strangler report: parity per route (table|json|html)
+    "export": "export",  # strangler export istio|gateway-api PLAN
     "promote": "commands",  # strangler promote|rollback|status (a list)
 }
 
