@@ -2,7 +2,7 @@
 
 A subscriber whose sync entry says ``transport: jetstream`` gets its events on
 the subject ``<subject_prefix>.<subscriber>`` of one JetStream stream; a
-consumer next to the service (:mod:`extracted.chassis.jetstream`) applies them
+consumer next to the service (the bundled services have one) applies them
 with the same idempotent, ordered ingest as ``POST /internal/events``.
 
 - **Delivered means stored by the broker.** The relay marks an event delivered
