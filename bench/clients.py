@@ -9,8 +9,9 @@ for every candidate; only the client differs.
 
 Candidates: ``none`` (no forwarding: the app answers by itself, the floor
 cost of uvicorn and ASGI), ``aiohttp`` (``strangler_proxy.transport.default``,
-the default transport), ``httpx`` (AsyncClient, streaming) and ``h1``
-(``strangler_proxy.transport.h1``: asyncio protocol + httptools pool).
+the transport for ``https://`` upstreams), ``httpx`` (AsyncClient, streaming)
+and ``h1`` (``strangler_proxy.transport.h1``, the default: asyncio protocol +
+httptools pool).
 """
 
 from __future__ import annotations

@@ -59,6 +59,39 @@ _PROXY = """\
 """
 
 
+_MIRROR = """\
+    upstream backend {{
+        server 127.0.0.1:{upstream_port};
+        keepalive 64;
+        keepalive_requests 1000000;
+    }}
+    upstream candidate {{
+        server 127.0.0.1:{mirror_port};
+        keepalive 64;
+        keepalive_requests 1000000;
+    }}
+    server {{
+        listen 127.0.0.1:{port} reuseport backlog=1024;
+        client_max_body_size 0;
+        location / {{
+            mirror /_mirror;
+            mirror_request_body on;
+            proxy_pass http://backend;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_set_header Host $host;
+        }}
+        location = /_mirror {{
+            internal;
+            proxy_pass http://candidate$request_uri;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_set_header Host $host;
+        }}
+    }}
+"""
+
+
 def _write(prefix: Path, body: str) -> Path:
     prefix.mkdir(parents=True, exist_ok=True)
     conf = prefix / "nginx.conf"
@@ -84,3 +117,14 @@ def proxy_config(prefix: Path, port: int, upstream_port: int) -> Path:
 def command(conf: Path) -> list[str]:
     """The argv that runs nginx in the foreground with ``conf``."""
     return ["nginx", "-p", str(conf.parent), "-c", str(conf), "-e", "stderr"]
+
+
+def mirror_config(
+    prefix: Path, port: int, upstream_port: int, mirror_port: int
+) -> Path:
+    """nginx proxying to ``upstream_port`` and mirroring every request (body
+    included) to ``mirror_port``: the ``mirror`` directive, nginx's shadowing."""
+    return _write(
+        prefix,
+        _MIRROR.format(port=port, upstream_port=upstream_port, mirror_port=mirror_port),
+    )

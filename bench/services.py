@@ -11,7 +11,6 @@ from pathlib import Path
 
 from bench import nginx, procs, upstream, wrk
 
-H1_TRANSPORT = "strangler_proxy.transport.h1:H1Transport"
 STRANGLER_MAIN = (
     "import sys; from strangler_proxy.cli import main; sys.exit(main(sys.argv[1:]))"
 )
@@ -78,6 +77,64 @@ def nginx_proxy(registry: procs.Processes, upstream_base: str) -> str:
     return base
 
 
+def nginx_mirror(
+    registry: procs.Processes, upstream_base: str, mirror_base: str
+) -> str:
+    """Start nginx proxying to ``upstream_base`` and mirroring every request to
+    ``mirror_base`` (the ``mirror`` directive): the reference for shadowing."""
+    port = procs.free_port()
+    up_port = int(upstream_base.rsplit(":", 1)[1])
+    mirror_port = int(mirror_base.rsplit(":", 1)[1])
+    conf = nginx.mirror_config(
+        registry.workdir / "nginx-mirror", port, up_port, mirror_port
+    )
+    child = registry.start("nginx-mirror", nginx.command(conf))
+    base = f"http://127.0.0.1:{port}"
+    procs.wait_http(child, base + "/json")
+    return base
+
+
+def naive_proxy(registry: procs.Processes, upstream_base: str) -> str:
+    """Start ``bench.naive_proxy`` (40 lines of ASGI on aiohttp) to the upstream."""
+    port = procs.free_port()
+    child = registry.start(
+        "naive-aiohttp",
+        [
+            sys.executable,
+            "-m",
+            "bench.naive_proxy",
+            "--port",
+            str(port),
+            "--upstream",
+            upstream_base,
+        ],
+        cwd=procs.ROOT,
+    )
+    base = f"http://127.0.0.1:{port}"
+    procs.wait_http(child, base + "/json")
+    return base
+
+
+def write_route_plan(path: Path, legacy: str, service: str, mode: str) -> Path:
+    """One catch-all route in ``mode`` (``legacy``, ``shadow`` with every
+    request mirrored) from ``legacy`` to ``service``."""
+    path.write_text(
+        "version: 1\n"
+        "name: bench-route\n"
+        "default: app\n"
+        "upstreams:\n"
+        f"  app: {{url: '{legacy}', timeouts: {{connect: 5s, read: 10s}}}}\n"
+        f"  svc: {{url: '{service}', timeouts: {{connect: 5s, read: 10s}}}}\n"
+        "routes:\n"
+        "  - name: bench\n"
+        "    match: {path: /**}\n"
+        f"    mode: {mode}\n"
+        "    service: svc\n"
+        "    shadow: {sample: 1, writes: skip}\n"
+    )
+    return path
+
+
 def write_plan(path: Path, upstream_base: str, *, max_body: str = "2GiB") -> Path:
     """A plan sending everything to ``upstream_base``, with big bodies allowed."""
     path.write_text(
@@ -104,11 +161,16 @@ def strangler(
     probe: str = "/",
     *,
     transport: str = "default",
+    access_log: bool = True,
+    tree: Path | None = None,
 ) -> tuple[str, procs.Child]:
-    """Start ``strangler proxy --plan plan`` (1 worker, no access log).
+    """Start ``strangler proxy --plan plan`` (1 worker, default settings: the
+    access log on, to its log file, and the metrics).
 
-    ``transport="h1"`` runs it with the proposed ``_h1_transport`` instead of
-    the default, through the ``STRANGLER_TRANSPORT`` measurement hook.
+    ``transport`` is ``default`` (what the proxy picks), ``h1`` or ``aiohttp``
+    (through ``STRANGLER_TRANSPORT``). ``tree``: run the ``strangler_proxy``
+    package found in that folder instead of this checkout's (a baseline, e.g.
+    ``git archive HEAD strangler_proxy | tar -x -C DIR``).
     """
     port = procs.free_port()
     env = {
@@ -116,9 +178,10 @@ def strangler(
         "STRANGLER_PORT": str(port),
         "STRANGLER_ADMIN_PORT": str(procs.free_port()),
         "STRANGLER_ADMIN_TOKEN_FILE": str(registry.workdir / f"{name}-token"),
-        "STRANGLER_ACCESS_LOG": "0",
+        "STRANGLER_ACCESS_LOG": "1" if access_log else "0",
         "STRANGLER_LOG_LEVEL": "warning",
-        "STRANGLER_TRANSPORT": H1_TRANSPORT if transport == "h1" else "aiohttp",
+        "STRANGLER_TRANSPORT": "" if transport == "default" else transport,
+        "STRANGLER_PARITY_STORE": str(registry.workdir / f"{name}-parity.sqlite3"),
     }
     if strangler_available():
         args = [sys.executable, "-c", STRANGLER_MAIN, "proxy", "--plan", str(plan)]
@@ -141,7 +204,9 @@ def strangler(
             "--log-level",
             "warning",
         ]
-    child = registry.start(name, args, env=env, cwd=procs.ROOT)
+    if tree is not None:
+        env["PYTHONPATH"] = str(tree)
+    child = registry.start(name, args, env=env, cwd=tree or procs.ROOT)
     base = f"http://127.0.0.1:{port}"
     procs.wait_http(child, base + probe)
     return base, child

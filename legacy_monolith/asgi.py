@@ -6,6 +6,9 @@ import os
 
 from django.core.asgi import get_asgi_application
 
+from legacy_monolith.core.tracing import setup as setup_tracing
+
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "legacy_monolith.settings")
+setup_tracing()  # before Django loads its middleware; nothing when tracing is off
 
 application = get_asgi_application()

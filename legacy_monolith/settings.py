@@ -12,6 +12,12 @@ the monolith reads the environment, and no module reads settings at import time.
 ``MONOLITH_CSRF_TRUSTED_ORIGINS`` comma-separated origins (scheme://host[:port])
 ``MONOLITH_LOG_LEVEL``           root log level (default INFO)
 ``MONOLITH_STATIC_ROOT``         collectstatic target (default var/static)
+``MONOLITH_OIDC_ISSUER``         OIDC issuer URL (default: derived from the request)
+``MONOLITH_OIDC_KEYS_DIR``       OIDC signing keys (default var/oidc/keys)
+``MONOLITH_OIDC_SECRETS_DIR``    OIDC client secrets (default var/oidc/clients)
+``MONOLITH_OIDC_ACCESS_TOKEN_TTL`` access token lifetime, seconds (default 300)
+``MONOLITH_OIDC_KEY_PREPUBLISH`` seconds a new key is published before it signs (120)
+``MONOLITH_OIDC_KEY_GRACE``      seconds a replaced key stays published (default 600)
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ import os
 from pathlib import Path
 
 import dj_database_url
+from django.conf import global_settings
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = BASE_DIR / "var"
@@ -68,9 +75,14 @@ INSTALLED_APPS = [
     "legacy_monolith.orders",
     "legacy_monolith.payments",
     "legacy_monolith.storefront",
+    # The OpenID Connect provider (docs/reference/oidc-provider.md).
+    "oauth2_provider",
+    "legacy_monolith.oidc",
 ]
 
 MIDDLEWARE = [
+    # One JSON line per request, with the trace id (legacy_monolith/core/tracing.py).
+    "legacy_monolith.core.tracing.AccessLogMiddleware",
     "django.middleware.security.SecurityMiddleware",
     # /internal/... needs the internal credential, checked before anything else.
     "legacy_monolith.outbox.internal.InternalCallerMiddleware",
@@ -83,6 +95,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Which data version a read was answered from, for the proxy's parity.
+    "legacy_monolith.outbox.versions.DataVersionMiddleware",
 ]
 
 ROOT_URLCONF = "legacy_monolith.urls"
@@ -139,6 +153,48 @@ else:
     DATABASES["default"]["TEST"] = {"NAME": f"test_strangler_{os.getpid()}"}
 
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# The OpenID Connect provider under /o/ (django-oauth-toolkit with
+# legacy_monolith.oidc): RS256 keys from a directory (rotation without restart),
+# access tokens as signed JWTs, PKCE required. docs/reference/oidc-provider.md.
+OIDC_KEYS_DIR = Path(os.environ.get("MONOLITH_OIDC_KEYS_DIR") or VAR_DIR / "oidc/keys")
+OIDC_SECRETS_DIR = Path(
+    os.environ.get("MONOLITH_OIDC_SECRETS_DIR") or VAR_DIR / "oidc/clients"
+)
+OIDC_KEY_PREPUBLISH_SECONDS = float(
+    os.environ.get("MONOLITH_OIDC_KEY_PREPUBLISH", "120")
+)
+OIDC_KEY_GRACE_SECONDS = float(os.environ.get("MONOLITH_OIDC_KEY_GRACE", "600"))
+# DOT's models (named so migrations can depend on them).
+OAUTH2_PROVIDER_APPLICATION_MODEL = "oauth2_provider.Application"
+
+
+from django.utils.functional import lazy  # noqa: E402
+
+
+def _oidc_signing_pem() -> str:
+    from legacy_monolith.oidc.keys import current_pem
+
+    return current_pem()
+
+
+OAUTH2_PROVIDER = {
+    "OIDC_ENABLED": True,
+    # DOT reads one key; this one is re-evaluated on each use (the ring's current).
+    "OIDC_RSA_PRIVATE_KEY": lazy(_oidc_signing_pem, str)(),
+    "OIDC_ISS_ENDPOINT": os.environ.get("MONOLITH_OIDC_ISSUER", ""),
+    "PKCE_REQUIRED": True,
+    "ACCESS_TOKEN_EXPIRE_SECONDS": int(
+        os.environ.get("MONOLITH_OIDC_ACCESS_TOKEN_TTL", "300")
+    ),
+    "ACCESS_TOKEN_GENERATOR": "legacy_monolith.oidc.tokens.access_token_generator",
+    "REFRESH_TOKEN_GENERATOR": "oauthlib.oauth2.rfc6749.tokens.random_token_generator",
+    "ROTATE_REFRESH_TOKEN": True,
+    "OAUTH2_VALIDATOR_CLASS": "legacy_monolith.oidc.validators.ShopValidator",
+    "SCOPES_BACKEND_CLASS": "legacy_monolith.oidc.scopes.DatabaseScopes",
+    "ALLOWED_REDIRECT_URI_SCHEMES": ["http", "https"],
+    "CLIENT_SECRET_HASHER": "client_secret_pbkdf2_sha256",
+}
 AUTH_USER_MODEL = "accounts.User"
 AUTH_PASSWORD_VALIDATORS = [
     {
@@ -148,6 +204,12 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+# Django's, plus the one for OIDC client secrets (legacy_monolith/oidc/hashers.py);
+# users' passwords keep the first.
+PASSWORD_HASHERS = [
+    *global_settings.PASSWORD_HASHERS,
+    "legacy_monolith.oidc.hashers.ClientSecretHasher",
 ]
 LOGIN_URL = "/accounts/login/"
 LOGIN_REDIRECT_URL = "/"
@@ -174,6 +236,9 @@ REST_FRAMEWORK = {
     # "WWW-Authenticate: Token" rather than 403.
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "rest_framework.authentication.TokenAuthentication",
+        # Access tokens of the shop's own OpenID Connect provider (/o/): apps
+        # that signed in with PKCE call the API with them.
+        "legacy_monolith.oidc.authentication.ProviderTokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],

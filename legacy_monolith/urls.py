@@ -31,6 +31,8 @@ urlpatterns = [
     path("internal/events", ingest_events, name="internal-events"),
     path("admin/", admin.site.urls),
     path("accounts/", include("legacy_monolith.accounts.html_urls")),
+    # The OpenID Connect provider (docs/reference/oidc-provider.md).
+    path("o/", include("legacy_monolith.oidc.urls")),
     path("api/", include(api_urlpatterns)),
     # MONOLITH-B: the storefront's HTML routes go below this line.
     path("", include("legacy_monolith.storefront.urls")),

@@ -11,12 +11,13 @@ from fastapi import APIRouter, FastAPI
 from .database import Database
 from .errors import install_error_handlers
 from .health import health_router
-from .ingest import EventHandler, ingest_router
+from .ingest import DataVersionMiddleware, EventHandler, ingest_router
 from .internal import InternalCallerMiddleware
 from .logs import configure_logging
 from .middleware import RequestContextMiddleware
 from .rendering import DRFJSONResponse
 from .settings import ServiceSettings
+from .tracing import instrument
 
 __all__ = ["create_service_app"]
 
@@ -58,13 +59,21 @@ def create_service_app(
     app.state.settings = settings
     app.state.database = database
     app.state.migrations = migrations
+    app.state.event_handlers = event_handlers  # the JetStream consumer's too
     # Added first, so it runs inside the request context (its refusals carry
     # the request id) and before routing.
-    app.add_middleware(InternalCallerMiddleware)
+    # Who may call which /internal/ path: extracted/<service>/policy.yaml.
+    app.add_middleware(InternalCallerMiddleware, service=settings.name)
+    # Which data a read was answered from, for the proxy's parity (ingest.py).
+    app.add_middleware(
+        DataVersionMiddleware,
+        aggregate_types=[t.rpartition(".")[0] for t in event_handlers],
+    )
     app.add_middleware(RequestContextMiddleware)
     install_error_handlers(app)
     app.include_router(health_router)
     app.include_router(ingest_router(event_handlers))
     for router in routers:
         app.include_router(router)
+    instrument(app, settings.name)  # a server span per request, when tracing
     return app

@@ -9,6 +9,7 @@ import sys
 from typing import Any
 
 from .context import current
+from .tracing import current_ids, team_for
 
 __all__ = ["JSONFormatter", "configure_logging"]
 
@@ -21,6 +22,7 @@ class JSONFormatter(logging.Formatter):
     def __init__(self, service: str) -> None:
         super().__init__()
         self.service = service
+        self.team = team_for(service)
 
     def format(self, record: logging.LogRecord) -> str:
         ctx = current()
@@ -28,9 +30,16 @@ class JSONFormatter(logging.Formatter):
             "time": dt.datetime.fromtimestamp(record.created, dt.UTC).isoformat(),
             "level": record.levelname.lower(),
             "service": self.service,
+            "team": self.team,
             "logger": record.name,
             "message": record.getMessage(),
         }
+        ids = current_ids()
+        if ids is None and ctx.traceparent:
+            # Tracing off: the trace id the caller sent still correlates.
+            ids = ctx.traceparent.split("-")[1], ctx.traceparent.split("-")[2]
+        if ids is not None:
+            line["trace_id"], line["span_id"] = ids
         if ctx.request_id:
             line["request_id"] = ctx.request_id
             line["traceparent"] = ctx.traceparent

@@ -14,6 +14,7 @@ import httpx
 
 from .context import child_traceparent, current
 from .middleware import REQUEST_ID_HEADER
+from .tracing import current_traceparent
 
 __all__ = ["DryRunSuppressed", "make_client"]
 
@@ -28,7 +29,9 @@ async def _propagate(request: httpx.Request) -> None:
         raise DryRunSuppressed(f"{request.method} {request.url} during a dry run")
     if ctx.request_id:
         request.headers[REQUEST_ID_HEADER] = ctx.request_id
-        request.headers["traceparent"] = child_traceparent(ctx.traceparent)
+        request.headers["traceparent"] = current_traceparent() or child_traceparent(
+            ctx.traceparent
+        )
 
 
 def make_client(**kwargs: Any) -> httpx.AsyncClient:

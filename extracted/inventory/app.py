@@ -13,6 +13,7 @@ from extracted.chassis import ServiceSettings, create_service_app
 
 from .events import HANDLERS
 from .routers import availability_router, stock_router
+from .routers.reservations import router as reservations_router
 from .settings import load_settings
 
 __all__ = ["MIGRATIONS", "create_app"]
@@ -24,7 +25,7 @@ def create_app(settings: ServiceSettings | None = None) -> FastAPI:
     """The inventory app; settings from ``INVENTORY_*`` unless given."""
     return create_service_app(
         settings or load_settings(),
-        routers=[stock_router, availability_router],
+        routers=[stock_router, availability_router, reservations_router],
         migrations=MIGRATIONS,
         event_handlers=HANDLERS,
         title="Inventory service",

@@ -7,6 +7,8 @@ import json
 import logging
 from datetime import UTC, datetime
 
+from .tracing import current_ids, service_name, team
+
 # Attributes every LogRecord has; anything else was passed with ``extra=``.
 _STANDARD_ATTRS = frozenset(logging.LogRecord("", 0, "", 0, "", (), None).__dict__) | {
     "message",
@@ -15,7 +17,13 @@ _STANDARD_ATTRS = frozenset(logging.LogRecord("", 0, "", 0, "", (), None).__dict
 
 
 class JsonFormatter(logging.Formatter):
-    """Format a record as ``{"ts", "level", "logger", "message", ...extra}``."""
+    """Format a record as ``{"ts", "level", "service", "team", "logger",
+    "message", "trace_id", "span_id", ...extra}`` (the ids inside a span)."""
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self.service = service_name()
+        self.team = team()
 
     def format(self, record: logging.LogRecord) -> str:
         payload: dict[str, object] = {
@@ -23,9 +31,14 @@ class JsonFormatter(logging.Formatter):
             .isoformat(timespec="milliseconds")
             .replace("+00:00", "Z"),
             "level": record.levelname.lower(),
+            "service": self.service,
+            "team": self.team,
             "logger": record.name,
             "message": record.getMessage(),
         }
+        ids = current_ids()
+        if ids is not None:
+            payload["trace_id"], payload["span_id"] = ids
         for key, value in record.__dict__.items():
             if key not in _STANDARD_ATTRS and not key.startswith("_"):
                 payload[key] = value

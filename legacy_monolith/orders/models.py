@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.conf import settings
 from django.db import models
+
+from ..outbox.recording import RecordsEvents
 
 
 class OrderStatus(models.TextChoices):
@@ -19,8 +23,17 @@ class OrderStatus(models.TextChoices):
     FAILED = "failed", "Failed"
 
 
-class Order(models.Model):
-    """A customer's order, addressed by its human-readable ``number``."""
+class Order(RecordsEvents):
+    """A customer's order, addressed by its human-readable ``number``.
+
+    Every save records ``orders.order.upserted``: the order as the API shows
+    it (``OrderSerializer``: lines, totals, customer, payment summary) plus
+    its ``id`` and status ``history``. Lines are written in the same checkout
+    transaction before the order's last save, so the last event of a checkout
+    carries them all.
+    """
+
+    outbox_aggregate = "orders.order"
 
     number = models.CharField(max_length=32, unique=True)
     customer = models.ForeignKey(
@@ -40,6 +53,28 @@ class Order(models.Model):
 
     def __str__(self) -> str:
         return self.number
+
+    def outbox_payload(self) -> dict[str, Any]:
+        # Imported here: the serializers import this module.
+        from .serializers import OrderSerializer, OrderStatusChangeSerializer
+
+        history = OrderStatusChangeSerializer(self.history.all(), many=True).data
+        return _plain(
+            {
+                "id": self.pk,
+                **OrderSerializer(self).data,
+                "history": history,
+            }
+        )
+
+
+def _plain(value: Any) -> Any:
+    """A serializer's output as plain dicts and lists (JSON values already)."""
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return value
 
 
 class OrderLine(models.Model):

@@ -206,9 +206,10 @@ def _validated_card(card_number: str) -> str:
 
 def _transition(order: Order, to_status: str, reason: str) -> None:
     from_status = order.status
+    # The change first: the order's save records its event, history included.
+    _record(order, from_status, to_status, reason)
     order.status = to_status
     order.save(update_fields=["status", "updated_at"])
-    _record(order, from_status, to_status, reason)
 
 
 def _record(order: Order, from_status: str, to_status: str, reason: str) -> None:

@@ -11,7 +11,13 @@ the event only after it holds the aggregate's sequence row lock.
 An event never goes back to its ``origin`` (the owner whose change the monolith
 applied, :mod:`.ownership`): that delivery is recorded ``suppressed`` with the
 event, is never handed out, and a replay leaves it alone. Every other
-subscriber gets the event as usual.
+subscriber gets the event as usual. A backfill snapshot is suppressed for the
+owner of its aggregate type the same way (:mod:`.snapshot`).
+
+Each envelope handed out carries ``previous_sequence``: the aggregate's
+previous event addressed to this subscriber (its type subscribed to, its
+delivery not suppressed), None when there is none. The subscriber's ingest
+waits for that one, not for ``sequence - 1``, which it may never be sent.
 """
 
 from __future__ import annotations
@@ -19,9 +25,10 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from django.db import transaction
-from django.db.models import Count, Min, Q
+from django.db.models import Count, Exists, Min, OuterRef, Q, Subquery
 from django.utils import timezone
 
 from .models import DeliveryStatus, OutboxDelivery, OutboxEvent, RelayRefusal
@@ -32,6 +39,7 @@ __all__ = [
     "lag",
     "mark_delivered",
     "mark_failed",
+    "mark_waiting",
     "next_batch",
     "parked",
     "pattern_filter",
@@ -90,6 +98,7 @@ def next_batch(
         .filter(pattern_filter(patterns, "event__type"))
         .exclude(status=DeliveryStatus.DELIVERED)
         .select_related("event")
+        .annotate(previous_sequence=Subquery(_previous_addressed(subscriber, patterns)))
         .order_by("event_id")[: limit * _SCAN_FACTOR]
     )
     blocked: set[tuple[str, str]] = set()
@@ -105,12 +114,33 @@ def next_batch(
         if delivery.status == DeliveryStatus.PARKED or waiting:
             blocked.add(key)
             continue
-        batch.append((event.envelope(), delivery.attempts))
+        envelope = event.envelope()
+        envelope["previous_sequence"] = delivery.previous_sequence
+        batch.append((envelope, delivery.attempts))
         if delivery.attempts:
             blocked.add(key)  # a retry travels alone for its aggregate
         if len(batch) >= limit:
             break
     return batch
+
+
+def _previous_addressed(subscriber: str, patterns: Sequence[str]) -> Any:
+    """The sequence of the outer delivery's event's predecessor, among the
+    events of its aggregate addressed to ``subscriber``."""
+    suppressed = OutboxDelivery.objects.filter(
+        event=OuterRef("pk"), subscriber=subscriber, suppressed=True
+    )
+    return (
+        OutboxEvent.objects.filter(pattern_filter(patterns))
+        .filter(
+            aggregate_type=OuterRef("event__aggregate_type"),
+            aggregate_id=OuterRef("event__aggregate_id"),
+            sequence__lt=OuterRef("event__sequence"),
+        )
+        .exclude(Exists(suppressed))
+        .order_by("-sequence")
+        .values("sequence")[:1]
+    )
 
 
 def mark_delivered(
@@ -144,6 +174,16 @@ def mark_failed(
             delivery.next_attempt_at = retry_at
         delivery.save()
         return delivery.attempts
+
+
+def mark_waiting(
+    subscriber: str, event_id: str, reason: str, retry_at: dt.datetime
+) -> int:
+    """Hold an event back until ``retry_at`` without counting an attempt (its
+    subscriber answered ``dependency_missing``)."""
+    return OutboxDelivery.objects.filter(
+        subscriber=subscriber, event__event_id=event_id
+    ).update(next_attempt_at=retry_at, last_error=reason[:2000])
 
 
 def replay(event_id: str, subscriber: str | None = None) -> int:

@@ -143,7 +143,8 @@ def ingest_events(request: HttpRequest) -> JsonResponse:
     """Apply a batch (``{"events": [...]}``) in order; one result per event."""
     # The middleware refused this already; checked again so that the view is
     # never open in a project that leaves the middleware out.
-    if refusal := check_internal_credential(request.headers.get("Authorization")):
+    authorization = request.headers.get("Authorization")
+    if refusal := check_internal_credential(authorization, request):
         return refusal.response()
     try:
         body = json.loads(request.body)

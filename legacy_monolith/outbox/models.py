@@ -26,6 +26,9 @@ class OutboxEvent(models.Model):
     # owner of the aggregate type, see .ownership); blank for its own changes.
     # The relay never delivers an event to its origin.
     origin = models.CharField(max_length=64, null=True, blank=True)
+    # The W3C traceparent of the request that made the change (tracing on):
+    # the relay's delivery and the subscriber's ingest join that trace.
+    traceparent = models.CharField(max_length=55, null=True, blank=True)
 
     class Meta:
         ordering = ["id"]
@@ -41,8 +44,9 @@ class OutboxEvent(models.Model):
         return f"{self.type} {self.aggregate_id}#{self.sequence}"
 
     def envelope(self) -> dict[str, object]:
-        """The event as the wire contract has it (``docs/reference/sync.md``)."""
-        return {
+        """The event as the wire contract has it (``docs/reference/sync.md``);
+        ``traceparent`` only when the event has one."""
+        envelope: dict[str, object] = {
             "event_id": str(self.event_id),
             "type": self.type,
             "aggregate_type": self.aggregate_type,
@@ -51,6 +55,9 @@ class OutboxEvent(models.Model):
             "occurred_at": self.occurred_at.isoformat().replace("+00:00", "Z"),
             "payload": self.payload,
         }
+        if self.traceparent:
+            envelope["traceparent"] = self.traceparent
+        return envelope
 
 
 class DeliveryStatus(models.TextChoices):

@@ -12,6 +12,8 @@ from django.db.models import F
 from django.db.models.signals import post_delete
 from django.utils import timezone
 
+from legacy_monolith.core.tracing import current_traceparent
+
 from .models import AggregateSequence, OutboxEvent
 from .ownership import check_writable, suppress_echo
 
@@ -53,6 +55,7 @@ def record_event(
         payload=payload,
         occurred_at=timezone.now(),
         origin=origin,
+        traceparent=current_traceparent(),
     )
     if origin is not None:
         suppress_echo(event, origin)

@@ -6,6 +6,13 @@ code path, and ordering against concurrent live changes holds: whichever
 commits last has the higher sequence. Progress is saved in the same
 transaction as each chunk's events, so an interrupted backfill resumes after
 the last chunk that committed and never emits a chunk twice.
+
+A snapshot is never sent to the owner of its aggregate type (after an
+ownership flip, :mod:`.ownership`): the owner holds the truth, and the
+monolith's copy may lag behind it. Its delivery to the owner is recorded
+``suppressed``, as an owner's own change is; every other subscriber of the
+type receives it, and the relay's ``previous_sequence`` lets the owner's
+ingest skip the sequence it was not sent.
 """
 
 from __future__ import annotations
@@ -17,6 +24,7 @@ from django.db import transaction
 from django.utils import timezone
 
 from .models import BackfillProgress
+from .ownership import owner_of, suppress_echo
 from .recording import RecordsEvents, record_event
 
 __all__ = ["aggregate_models", "snapshot"]
@@ -72,13 +80,16 @@ def snapshot(
                     .order_by("pk")
                     .select_for_update()[:chunk]
                 )
+                owner = owner_of(aggregate_type)
                 for row in rows:
-                    record_event(
+                    event = record_event(
                         aggregate_type,
                         row.pk,
                         f"{aggregate_type}.upserted",
                         row.outbox_payload(),
                     )
+                    if owner is not None:
+                        suppress_echo(event, owner.owner)
                 if rows:
                     progress.last_id = rows[-1].pk
                     progress.done += len(rows)

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from django.db import models
+
+from ..outbox.recording import RecordsEvents
 
 
 class PaymentStatus(models.TextChoices):
@@ -14,12 +18,16 @@ class PaymentStatus(models.TextChoices):
     REFUNDED = "refunded", "Refunded"
 
 
-class Payment(models.Model):
+class Payment(RecordsEvents):
     """The card payment for an order.
 
     Stores only the last four digits of the card; the provider reference is the
-    handle a real processor would need for refunds.
+    handle a real processor would need for refunds. Every save records
+    ``payments.payment.upserted`` with the staff view of the payment
+    (``PaymentSerializer``: the order as its number).
     """
+
+    outbox_aggregate = "payments.payment"
 
     order = models.OneToOneField(
         "orders.Order", on_delete=models.PROTECT, related_name="payment"
@@ -39,3 +47,9 @@ class Payment(models.Model):
 
     def __str__(self) -> str:
         return f"Payment {self.pk} {self.amount} {self.currency} ({self.status})"
+
+    def outbox_payload(self) -> dict[str, Any]:
+        # Imported here: the serializers import this module.
+        from .serializers import PaymentSerializer
+
+        return dict(PaymentSerializer(self).data)

@@ -55,8 +55,24 @@ SHOP = StackApp(
     monolith_app=MONOLITH_APP,
     settings_module=DEFAULT_SETTINGS,
     services=tuple(
-        ServiceDef(name, port, f"extracted.{name}.app", f"extracted/{name}/app.py")
-        for name, port in (("catalog", 8101), ("inventory", 8102))
+        ServiceDef(
+            name, port, f"extracted.{name}.app", f"extracted/{name}/app.py", links
+        )
+        for name, port, links in (
+            ("catalog", 8101, {}),
+            ("inventory", 8102, {}),
+            ("payments", 8103, {}),
+            (
+                "orders",
+                8104,
+                {
+                    "ORDERS_INVENTORY_URL": "inventory",
+                    "ORDERS_PAYMENTS_URL": "payments",
+                },
+            ),
+            # The phone's BFF calls the public API through the proxy.
+            ("bff_mobile", 8105, {"BFF_MOBILE_API_URL": "proxy"}),
+        )
     ),
 )
 """What ``strangler up`` runs for the bundled shop."""
@@ -111,6 +127,12 @@ class DjangoOutbox:
     ) -> None:
         self._close_old()
         self._delivery.mark_failed(subscriber, event_id, error, retry_at)
+
+    def mark_waiting(
+        self, subscriber: str, event_id: str, reason: str, retry_at: dt.datetime
+    ) -> None:
+        self._close_old()
+        self._delivery.mark_waiting(subscriber, event_id, reason, retry_at)
 
     def lag(self, subscriber: str, patterns: Sequence[str], now: dt.datetime) -> Lag:
         self._close_old()
@@ -247,6 +269,11 @@ class ShopAdapter:
 
     def set_owner(self, aggregate_type: str, owner: str) -> None:
         _module("legacy_monolith.outbox.ownership").set_owner(aggregate_type, owner)
+
+    def owners(self) -> dict[str, str]:
+        """The aggregate types a service owns, and that service."""
+        model = _module("legacy_monolith.outbox.models").EntityOwner
+        return {str(r.aggregate_type): str(r.owner) for r in model.objects.all()}
 
     def service_database_url(self, service: str) -> str:
         """``<SERVICE>_DATABASE_URL``, else ``var/<service>.sqlite3``."""

@@ -53,7 +53,7 @@ def backfill(service: str, sync_file: str, chunk: int, restart: bool) -> None:
         raise CliError(str(exc.args[0])) from exc
     adapter = adapter_for(config)
     # Warnings (a busy database) on stderr: stdout is the result.
-    configure_logging("info", "json")
+    configure_logging("info", "json", service="backfill")
     with Progress(
         TextColumn("{task.description:<22}"),
         BarColumn(),

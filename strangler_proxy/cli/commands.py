@@ -20,8 +20,11 @@ _COMMANDS = {
     "db": "db",  # strangler db provision SERVICE --admin-url URL
     "traffic": "traffic",  # strangler traffic: realistic shop load
     "report": "report",  # strangler report: parity per route (table|json|html)
+    "sidecar": "sidecar",  # strangler sidecar --service NAME --upstream URL
     "export": "export",  # strangler export istio|gateway-api PLAN
     "promote": "commands",  # strangler promote|rollback|status (a list)
+    "trace": "trace",  # strangler trace ID | --last N: the span store
+    "logs": "logs",  # strangler logs --trace ID ...: var/logs of `up`
 }
 
 

@@ -14,6 +14,7 @@ import click
 import httpx
 
 from strangler_proxy.exceptions import CliError, UnknownRouteError
+from strangler_proxy.reports import same_team
 
 from ._admin import admin_token, operator
 
@@ -162,14 +163,33 @@ def _state_line(row: dict[str, Any]) -> str:
     return str(effective)
 
 
+def _owners(admin: str, token: str | None) -> dict[str, str | None]:
+    """Route name -> owner, as the running plan says (``GET /admin/routes``)."""
+    code, data = _call(admin, token, "GET", "/admin/routes")
+    if code != 200:
+        raise CliError(str(data.get("error", f"admin API answered {code}")))
+    return {str(r["name"]): r.get("owner") for r in data.get("routes", [])}
+
+
 @click.command()
 @click.option("--json", "as_json", is_flag=True, help="Print the raw JSON.")
+@click.option("--team", help="Only the routes this team owns (the plan's owner).")
 @_admin_options
-def status(as_json: bool, admin: str, token: str | None) -> None:
-    """Per route: plan vs effective mode, monolith share, gate, last change."""
+def status(as_json: bool, team: str | None, admin: str, token: str | None) -> None:
+    """Per route: plan vs effective mode, owner, monolith share, gate, last
+    change."""
     code, data = _call(admin, token, "GET", "/admin/status")
     if code != 200:
         raise CliError(str(data.get("error", f"admin API answered {code}")))
+    owners = _owners(admin, token)
+    for row in data["routes"]:
+        row["owner"] = owners.get(row["route"])
+    if team is not None:
+        if not any(same_team(owner, team) for owner in owners.values()):
+            known = ", ".join(sorted({o for o in owners.values() if o})) or "none"
+            raise CliError(f"no route is owned by {team!r} (teams: {known})")
+        data["routes"] = [r for r in data["routes"] if same_team(r["owner"], team)]
+        data["team"] = team
     if as_json:
         import orjson
 
@@ -177,6 +197,8 @@ def status(as_json: bool, admin: str, token: str | None) -> None:
         return
     for row in data["routes"]:
         click.echo(f"{row['route']}: {_state_line(row)}")
+        if row["owner"]:
+            click.echo(f"  owner: {row['owner']}")
         click.echo(f"  monolith share: {row['monolith_share']:g}%")
         gate = row["gate"]
         if gate is not None:

@@ -118,7 +118,8 @@ def _env(field: str) -> str:
     "--workers",
     type=int,
     default=None,
-    help=f"Processes; only 1 is supported [1; env: {_env('workers')}]",
+    help="Worker processes sharing the ports and the control store "
+    f"[1; env: {_env('workers')}]",
 )
 def proxy(**flags: Any) -> None:
     """Run the strangler proxy and its admin API.
@@ -133,7 +134,12 @@ def proxy(**flags: Any) -> None:
         settings = ProxySettings.load(flags)
     except SettingsError as exc:
         raise CliError("invalid settings:\n  " + "\n  ".join(exc.issues)) from None
-    configure_logging(settings.log_level, settings.log_format)
-    status = run(settings)
+    configure_logging(settings.log_level, settings.log_format, service="proxy")
+    if settings.workers > 1:
+        from .workers import supervise
+
+        status = supervise(settings)
+    else:
+        status = run(settings)
     if status:
         sys.exit(status)

@@ -6,14 +6,17 @@ import asyncio
 import contextlib
 import json
 import signal
+from pathlib import Path
 from typing import Any
 
 import click
 
 from strangler_proxy.exceptions import CliError, CredentialError, LockHeld
 from strangler_proxy.observe.logs import configure_logging
+from strangler_proxy.observe.tracing import setup_tracing
 from strangler_proxy.plan import parse_duration
 from strangler_proxy.sync.outbox import OutboxStore, RefusalLog
+from strangler_proxy.sync.status import status_path, write_section
 
 from ._sync import adapter_for, load
 
@@ -37,6 +40,13 @@ def _duration(value: str | None) -> float | None:
     help="Sync file: subscribers and relay settings.",
 )
 @click.option("--once", is_flag=True, help="Deliver what is due now, then exit.")
+@click.option(
+    "--status-file",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Write the counters and lag here every 2s, for the dashboard "
+    "[env: STRANGLER_SYNC_STATUS; default: not written].",
+)
 @click.option("--batch", type=click.IntRange(1, 10_000), help="Events per request.")
 @click.option("--poll", help="Idle wait between outbox reads, e.g. 0.5s.")
 @click.pass_context
@@ -44,6 +54,7 @@ def relay(
     ctx: click.Context,
     sync_file: str | None,
     once: bool,
+    status_file: str | None,
     batch: int | None,
     poll: str | None,
 ) -> None:
@@ -63,11 +74,17 @@ def relay(
     store = adapter_for(config).outbox()
     # On stderr, in JSON (which `up` renders), not on the monolith's stdout:
     # with --once, stdout is the counters. httpx's per-request lines are off.
-    configure_logging("info", "json")
+    configure_logging("info", "json", service="relay")
+    try:
+        setup_tracing("relay")  # a span per delivered event that carries a trace
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
     try:
         relay_ = Relay(config, store, batch=batch, poll=_duration(poll))
     except CredentialError as exc:
         raise CliError(str(exc)) from exc
+
+    status = status_path(status_file)
 
     async def main() -> dict[str, Any]:
         async with relay_:
@@ -81,7 +98,14 @@ def relay(
                         loop.add_signal_handler(signum, stop.set)
                 names = ", ".join(config.subscribers)
                 click.echo(f"relay: delivering to {names} (Ctrl-C to stop)", err=True)
-                await relay_.run(stop)
+                reporter = asyncio.create_task(_report(relay_, status, stop))
+                try:
+                    await relay_.run(stop)
+                finally:
+                    stop.set()
+                    await reporter
+            if status is not None:
+                write_section(status, "relay", relay_.stats())
             return relay_.stats()
 
     try:
@@ -141,3 +165,18 @@ def replay(sync_file: str | None, event_id: str, subscriber: str | None) -> None
     if count == 0:
         raise CliError(f"no delivery of event {event_id} to replay")
     click.echo(f"queued {event_id} again for {count} subscriber(s)")
+
+
+async def _report(relay_: Any, path: Path | None, stop: asyncio.Event) -> None:
+    """Write the relay's counters to the status file every 2s until ``stop``."""
+    if path is None:
+        return
+    while True:
+        try:
+            await asyncio.to_thread(write_section, path, "relay", relay_.stats())
+        except OSError as exc:
+            click.echo(f"relay: cannot write {path}: {exc}", err=True)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), timeout=2.0)
+        if stop.is_set():
+            return

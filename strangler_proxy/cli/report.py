@@ -8,9 +8,16 @@ from typing import IO
 
 import click
 
-from strangler_proxy.exceptions import CliError, UnknownRouteError
+from strangler_proxy.exceptions import CliError, PlanError, UnknownRouteError
 from strangler_proxy.parity import open_store
-from strangler_proxy.reports import Report, build_report, parse_rate, parse_since
+from strangler_proxy.plan import load_plan
+from strangler_proxy.reports import (
+    Report,
+    build_report,
+    parse_rate,
+    parse_since,
+    same_team,
+)
 from strangler_proxy.reports.html import render_html
 from strangler_proxy.reports.json import render_json
 from strangler_proxy.reports.table import render_table
@@ -43,6 +50,17 @@ def _store_exists(target: str) -> bool:
 )
 @click.option("--since", help="Only results of this recent period: 30m, 1h, 2d.")
 @click.option(
+    "--plan",
+    "plan_file",
+    envvar="STRANGLER_PLAN",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Plan file whose route owners fill the owner column (env STRANGLER_PLAN).",
+)
+@click.option(
+    "--team",
+    help="Only the routes this team owns (the plan's route owner); needs --plan.",
+)
+@click.option(
     "--format",
     "fmt",
     type=click.Choice(["table", "json", "html"]),
@@ -65,6 +83,8 @@ def report(
     store: str,
     route: str | None,
     since: str | None,
+    plan_file: Path | None,
+    team: str | None,
     fmt: str,
     output: Path | None,
     fail_over: str | None,
@@ -79,11 +99,14 @@ def report(
         limit = parse_rate(fail_over) if fail_over else None
     except ValueError as exc:
         raise CliError(str(exc)) from None
+    owners = _owners(plan_file, team)
     if not _store_exists(store):
         raise CliError(f"no parity store at {store} (see --store)")
     with open_store(store) as parity:
         try:
-            result = build_report(parity, route=route, since=window)
+            result = build_report(
+                parity, route=route, since=window, owners=owners, team=team
+            )
         except UnknownRouteError as exc:
             raise CliError(str(exc)) from None
     if output is not None:
@@ -101,6 +124,24 @@ def report(
         if over:
             # CliError, not ctx.exit: main() runs click outside standalone mode.
             raise CliError(f"{len(over)} route(s) over --fail-over {fail_over}")
+
+
+def _owners(plan_file: Path | None, team: str | None) -> dict[str, str | None]:
+    """Route name -> owner, from the plan file; {} without one."""
+    if plan_file is None:
+        if team is not None:
+            raise CliError("--team needs the plan that names the owners (--plan)")
+        return {}
+    try:
+        plan = load_plan(plan_file)
+    except PlanError as exc:
+        raise CliError(str(exc)) from None
+    owners = {r.name: r.owner for r in plan.routes}
+    if team is not None and not any(same_team(o, team) for o in owners.values()):
+        teams = sorted({o for o in owners.values() if o})
+        known = ", ".join(teams) if teams else "none"
+        raise CliError(f"no route of {plan_file} is owned by {team!r} (teams: {known})")
+    return owners
 
 
 def _write(result: Report, fmt: str, file: IO[str], *, colour: bool | None) -> None:

@@ -21,6 +21,12 @@ exit into death by SIGTERM):
   A second SIGINT (Ctrl-C twice) stops waiting for requests in flight.
 * SIGHUP: reload the plan file.
 
+Processes that share a control store (the workers of ``--workers N``, see
+:mod:`.workers`, or replicas on a PostgreSQL store) follow each other through
+it (:class:`~strangler_proxy.control.follow.StoreFollower`), and one of them,
+the holder of the leader lease (:mod:`strangler_proxy.control.lease`), runs
+the automatic progression.
+
 The proxy's connections are :class:`~strangler_proxy.proxy.edge.EdgeProtocol`\\ s
 (uvicorn's httptools protocol plus a header timeout, lingering close and
 draining). Both listening sockets are bound here before anything starts, so a
@@ -33,6 +39,7 @@ import asyncio
 import contextlib
 import errno
 import logging
+import os
 import secrets
 import signal
 import socket
@@ -44,15 +51,21 @@ from typing import IO, Any, cast
 import uvicorn
 
 from strangler_proxy.control.admin import AdminApp, ProbeMiddleware
+from strangler_proxy.control.backends import lease_for, open_store
 from strangler_proxy.control.controller import Controller
+from strangler_proxy.control.dashboard_series import TrafficSeries, traffic_path
+from strangler_proxy.control.dashboard_sync import file_status
+from strangler_proxy.control.follow import StoreFollower
+from strangler_proxy.control.lease import LeaderElection
 from strangler_proxy.control.progression import Progression
 from strangler_proxy.control.reload import PlanReloader, ReloadEvent, ReloadHistory
-from strangler_proxy.control.store import ControlStore
 from strangler_proxy.devstack.token_file import write_token
 from strangler_proxy.exceptions import CliError, PlanError
 from strangler_proxy.observe.accesslog import AccessLog, QueryCapture
 from strangler_proxy.observe.metrics import ProxyMetrics
+from strangler_proxy.observe.tracing import setup_tracing
 from strangler_proxy.plan import load_plan
+from strangler_proxy.proxy import spans
 from strangler_proxy.proxy.app import create_app
 from strangler_proxy.proxy.edge import EdgeServer, EdgeState, edge_protocol
 from strangler_proxy.proxy.records import RequestRecord
@@ -60,7 +73,7 @@ from strangler_proxy.proxy.runtime import Runtime, RuntimeHolder
 from strangler_proxy.proxy.settings import ProxySettings
 from strangler_proxy.types import ASGIApp
 
-__all__ = ["ProxyServer", "run", "write_admin_token"]
+__all__ = ["ProxyServer", "listen_socket", "run", "write_admin_token"]
 
 logger = logging.getLogger("strangler.proxy")
 
@@ -82,16 +95,42 @@ class _EdgeServer(EdgeServer):
     capture_signals = _no_signals
 
 
-def _listen(host: str, port: int, *, admin: bool) -> socket.socket:
+def listen_socket(
+    host: str,
+    port: int,
+    *,
+    admin: bool,
+    reuse_port: bool = False,
+    listen: bool = True,
+) -> socket.socket:
     """A listening socket on ``host:port``; :class:`CliError` saying what to do
-    when it cannot be had (uvicorn would log it among its startup lines)."""
+    when it cannot be had (uvicorn would log it among its startup lines).
+
+    ``reuse_port``: with ``SO_REUSEPORT``, one of the sockets of the workers
+    of ``--workers`` (see :mod:`.workers`); ``listen=False`` binds without
+    listening, which reserves the port without receiving connections."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     flag = "--admin-port" if admin else "--port"
     what = "admin port" if admin else "port"
     try:
-        sock = socket.create_server(
-            (host.strip("[]"), port), family=family, backlog=2048
-        )
+        if reuse_port or not listen:
+            sock = socket.socket(family, socket.SOCK_STREAM)
+            try:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                if reuse_port:
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+                if family == socket.AF_INET6:
+                    sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+                sock.bind((host.strip("[]"), port))
+                if listen:
+                    sock.listen(2048)
+            except OSError:
+                sock.close()
+                raise
+        else:
+            sock = socket.create_server(
+                (host.strip("[]"), port), family=family, backlog=2048
+            )
     except OSError as exc:
         if exc.errno == errno.EADDRINUSE:
             raise CliError(
@@ -121,9 +160,15 @@ class ProxyServer:
     """Builds and runs the proxy and admin servers of one process."""
 
     def __init__(
-        self, settings: ProxySettings, *, access_stream: IO[bytes] | None = None
+        self,
+        settings: ProxySettings,
+        *,
+        access_stream: IO[bytes] | None = None,
+        worker: int | None = None,
     ) -> None:
         self.settings = settings
+        self.worker = worker
+        """This process's index among ``--workers``; None when it runs alone."""
         try:
             plan = load_plan(settings.plan)
             runtime = Runtime.from_plan(plan, source=str(settings.plan))
@@ -131,14 +176,22 @@ class ProxyServer:
             raise CliError(str(exc)) from None
         self.holder = RuntimeHolder(runtime)
         self.metrics = ProxyMetrics()
-        self.controller = Controller(self.holder, ControlStore(), self.metrics.sides)
+        try:
+            store = open_store()
+        except Exception as exc:  # a bad URL, PostgreSQL unreachable...
+            raise CliError(f"cannot open the control store: {exc}") from None
+        self.controller = Controller(self.holder, store, self.metrics.sides)
         try:
             # Promotions and rollbacks stored by an earlier run are layered
             # over the plan before the first request.
             self.controller.start_from_store()
         except PlanError as exc:
             raise CliError(str(exc)) from None
-        self.progression = Progression(self.controller)
+        self.identity = f"{socket.gethostname()}:{os.getpid()}"
+        self.election = LeaderElection(
+            lease_for(store), store, self.identity, registry=self.metrics.registry
+        )
+        self.progression = Progression(self.controller, leading=self.election.is_leader)
         self.history = ReloadHistory()
         self.history.record(
             ReloadEvent(
@@ -153,19 +206,30 @@ class ProxyServer:
         self.reloader = PlanReloader(
             self.holder, settings.plan, self.history, controller=self.controller
         )
+        self.follower = StoreFollower(self.controller, self.reloader)
         self.metrics.add_runtime(lambda: self.holder.current, self.history)
         self.edge = EdgeState(
             header_timeout=settings.header_timeout,
             request_id_header=lambda: self.holder.current.policy.request_id_header,
         )
         self.metrics.add_edge(self.edge)
-        observers: list[Callable[[RequestRecord], None]] = [self.metrics.observe]
+        # The dashboard's per-minute traffic, next to the control store.
+        self.series = TrafficSeries(traffic_path(self.controller.store.location))
+        observers: list[Callable[[RequestRecord], None]] = [
+            self.metrics.observe,
+            self.series.observe,
+        ]
         self.access_log: AccessLog | None = None
         if settings.access_log:
             self.access_log = AccessLog(
                 access_stream, log_query=settings.access_log_query
             )
             observers.append(self.access_log)
+        try:
+            tracing = setup_tracing("proxy")
+        except ValueError as exc:
+            raise CliError(str(exc)) from None
+        spans.enable(tracing.get_tracer("strangler.proxy") if tracing else None)
         self.app = create_app(self.holder, observers=observers)
         proxy_asgi: ASGIApp = self.app
         if settings.access_log and settings.access_log_query:
@@ -184,7 +248,10 @@ class ProxyServer:
             token=token,
             control=self.controller,
             metrics_auth=settings.metrics_auth,
+            cluster=self._cluster,
         )
+        # Sync state is not the control plane's to import: a status file.
+        self.admin_app.dashboard.attach(series=self.series, sync_status=file_status())
         self._admin_token = token
         self.shutting_down = False
         self.started = False
@@ -223,6 +290,11 @@ class ProxyServer:
                 timeout_graceful_shutdown=5,
             )
         )
+
+    def _cluster(self) -> dict[str, Any]:
+        snapshot = self.election.snapshot()
+        snapshot["worker"] = self.worker
+        return snapshot
 
     def ready(self) -> bool:
         """Readiness: the plan is loaded, the servers run, no shutdown begun."""
@@ -284,21 +356,20 @@ class ProxyServer:
         installed.append(signal.SIGHUP)
         return installed
 
-    async def serve(self) -> int:
-        """Run until stopped; the exit status: 0 after a graceful shutdown."""
-        settings = self.settings
+    async def serve(
+        self, sockets: tuple[socket.socket, socket.socket] | None = None
+    ) -> int:
+        """Run until stopped; the exit status: 0 after a graceful shutdown.
+
+        ``sockets``: the proxy's and the admin API's listening sockets, as a
+        worker of ``--workers`` binds them (:mod:`.workers`); else bound here."""
         installed: list[int] = []
-        watch: asyncio.Task[Any] | None = None
-        progression: asyncio.Task[Any] | None = None
+        background: list[asyncio.Task[Any]] = []
         try:
-            proxy_sock = _listen(settings.host, settings.port, admin=False)
-            try:
-                admin_sock = _listen(
-                    settings.admin_host, settings.admin_port, admin=True
-                )
-            except CliError:
-                proxy_sock.close()
-                raise
+            if sockets is not None:
+                proxy_sock, admin_sock = sockets
+            else:
+                proxy_sock, admin_sock = self._bind()
             installed = self._install_signals()
             proxy_task = await self._start(self.proxy_server, proxy_sock)
             if proxy_task.done():
@@ -315,9 +386,14 @@ class ProxyServer:
                 write_admin_token(self.token_file, self._admin_token)
             self._log_started()
             self.started = True
-            progression = self._spawn(self.progression.run())
+            background.append(self._spawn(self.election.run()))
+            background.append(self._spawn(self.follower.run()))
+            background.append(self._spawn(self.progression.run()))
             if self.settings.watch:
-                watch = self._spawn(self.reloader.watch(self.settings.reload_interval))
+                interval = self.settings.reload_interval
+                background.append(self._spawn(self.reloader.watch(interval)))
+            if self.worker is not None:
+                background.append(self._spawn(self._orphan_watch(os.getppid())))
             ok = all(await asyncio.gather(proxy_task, admin_task))
             if self.proxy_server.force_exit:
                 # uvicorn skips the lifespan shutdown when forced: close the
@@ -326,17 +402,37 @@ class ProxyServer:
             logger.info("stopped")
             return 0 if ok else 1
         finally:
-            for task in (watch, progression):
-                if task is not None:
-                    task.cancel()
-                    with contextlib.suppress(asyncio.CancelledError):
-                        await task
+            for task in reversed(background):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
             await self.controller.aclose()
+            self.admin_app.dashboard.close()
+            self.series.close()
             loop = asyncio.get_running_loop()
             for signum in installed:
                 loop.remove_signal_handler(signum)
             if self.access_log is not None:
                 self.access_log.close()
+
+    def _bind(self) -> tuple[socket.socket, socket.socket]:
+        settings = self.settings
+        proxy_sock = listen_socket(settings.host, settings.port, admin=False)
+        try:
+            admin_sock = listen_socket(
+                settings.admin_host, settings.admin_port, admin=True
+            )
+        except CliError:
+            proxy_sock.close()
+            raise
+        return proxy_sock, admin_sock
+
+    async def _orphan_watch(self, parent: int) -> None:
+        """A worker whose parent died (``kill -9``) shuts down gracefully."""
+        while os.getppid() == parent:
+            await asyncio.sleep(1.0)
+        logger.warning("the parent process is gone: shutting down")
+        self.request_shutdown()
 
     def _bound_port(self, server: uvicorn.Server, configured: int) -> int:
         if configured:
@@ -381,13 +477,22 @@ class ProxyServer:
             )
 
 
-def run(settings: ProxySettings, *, access_stream: IO[bytes] | None = None) -> int:
-    """Build the servers and run them on a new event loop (uvloop if installed)."""
+def run(
+    settings: ProxySettings,
+    *,
+    access_stream: IO[bytes] | None = None,
+    worker: int | None = None,
+    sockets: tuple[socket.socket, socket.socket] | None = None,
+) -> int:
+    """Build the servers and run them on a new event loop (uvloop if installed).
+
+    A worker of ``--workers N`` (:mod:`.workers`) comes here with its
+    ``worker`` index and the ``sockets`` it bound."""
 
     async def main() -> int:
         # Built inside the loop: health checkers and pools belong to it.
-        server = ProxyServer(settings, access_stream=access_stream)
-        return await server.serve()
+        server = ProxyServer(settings, access_stream=access_stream, worker=worker)
+        return await server.serve(sockets)
 
     loop_factory: Callable[[], asyncio.AbstractEventLoop] | None = None
     try:

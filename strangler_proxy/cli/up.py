@@ -182,6 +182,9 @@ def _alive(pid: int) -> bool:
 @_port("--monolith-port Port of the monolith (on loopback).", 8000)
 @_port("--catalog-port Port of the catalog service (on loopback).", 8101)
 @_port("--inventory-port Port of the inventory service (on loopback).", 8102)
+@_port("--payments-port Port of the payments service (on loopback).", 8103)
+@_port("--orders-port Port of the orders service (on loopback).", 8104)
+@_port("--bff-mobile-port Port of the mobile BFF (on loopback).", 8105)
 @click.option(
     "--database-url",
     default=None,
@@ -204,6 +207,12 @@ def _alive(pid: int) -> bool:
     help="Where state lives: SQLite files, admin token, up.json.",
 )
 @click.option(
+    "--sidecars",
+    is_flag=True,
+    help="Run each service behind its own `strangler sidecar` (port: the "
+    "service's + 1000); the proxy, relays and services call the sidecars.",
+)
+@click.option(
     "--services/--no-services",
     default=True,
     show_default=True,
@@ -216,6 +225,12 @@ def _alive(pid: int) -> bool:
     show_default=True,
     help="console: prefixed lines, JSON logs rendered for humans; json: one JSON "
     "object per line with a 'process' key.",
+)
+@click.option(
+    "--all-logs",
+    is_flag=True,
+    help="Show the access lines of health checks and of the services too (they "
+    "are always in --var-dir/logs, see `strangler logs`).",
 )
 @click.option(
     "--grace",
@@ -238,11 +253,16 @@ def up(
     monolith_port: int,
     catalog_port: int,
     inventory_port: int,
+    payments_port: int,
+    orders_port: int,
+    bff_mobile_port: int,
     database_url: str | None,
     sync: Path | None,
     var_dir: Path,
     services: bool,
+    sidecars: bool,
     log_format: str,
+    all_logs: bool,
     grace: float,
     rotate_admin_token: bool,
 ) -> None:
@@ -264,6 +284,9 @@ def up(
         )
     var_dir = var_dir.resolve()
     var_dir.mkdir(parents=True, exist_ok=True)
+    # Every process of the stack traces into one span store (they inherit it).
+    os.environ.setdefault("STRANGLER_TRACING", "embedded")
+    os.environ.setdefault("STRANGLER_TRACES_DB", str(var_dir / "traces.sqlite3"))
     config = StackConfig(
         plan=plan.resolve(),
         app=SHOP,
@@ -271,11 +294,18 @@ def up(
         port=port,
         admin_port=admin_port,
         monolith_port=monolith_port,
-        service_ports={"catalog": catalog_port, "inventory": inventory_port},
+        service_ports={
+            "catalog": catalog_port,
+            "inventory": inventory_port,
+            "payments": payments_port,
+            "orders": orders_port,
+            "bff_mobile": bff_mobile_port,
+        },
         database_url=database_url,
         sync=sync.resolve() if sync is not None else None,
         var_dir=var_dir,
         services=services,
+        sidecars=sidecars,
     )
     # Before build_stack, which may rewrite the plan copy a running `up` uses.
     status_file = _StatusFile(var_dir / STATUS_FILE)
@@ -297,7 +327,18 @@ def up(
     except (OSError, ValueError) as exc:
         raise CliError(f"cannot read the plan or sync file: {exc}") from None
 
-    log = LogStream(sys.stdout, format="json" if log_format == "json" else "console")
+    from strangler_proxy.observe.logfiles import LogFiles
+
+    log = LogStream(
+        sys.stdout,
+        format="json" if log_format == "json" else "console",
+        files=LogFiles(
+            var_dir / "logs",
+            max_bytes=int(os.environ.get("STRANGLER_LOG_MAX_BYTES") or 20 * 2**20),
+            backups=int(os.environ.get("STRANGLER_LOG_FILES") or 5),
+        ),
+        quiet=not all_logs,
+    )
     supervisor = Supervisor(stack.specs, log=log, grace=grace, on_change=status_file)
     if stale:
         log.note(

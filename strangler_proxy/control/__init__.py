@@ -1,7 +1,11 @@
 """The control plane: what operators and the progression change at run time.
 
 * :mod:`.state`: a route's state as a string (``canary:25``) and its order;
-* :mod:`.store`: the overrides and their history, in SQLite;
+* :mod:`.store`: the overrides and their history, in SQLite, and the store
+  interface; :mod:`.pgstore` the same in PostgreSQL (shared by replicas);
+  :mod:`.backends` picks one from ``STRANGLER_CONTROL_STORE``;
+* :mod:`.follow`: applying what other processes of the store changed;
+* :mod:`.lease`: the leader lease, so one process runs the progression;
 * :mod:`.overrides`: layering overrides over a declared plan;
 * :mod:`.gate`: may a route move towards its service? (pure);
 * :mod:`.controller`: promote, rollback, status; builds runtimes with the

@@ -11,7 +11,11 @@ loopback by default). Every path on it requires ``Authorization: Bearer
     POST /admin/reload      reload from the plan file, or from a YAML body;
                             ?force=1&reason=...&who=... override the gate
     GET  /admin/reloads     reload history, newest last
-    GET  /admin/status      per route: plan vs effective mode, gate, last change
+    POST /admin/hold        hold writes (?seconds=10, at most 60) until released;
+                            answers once writes in flight have finished
+    DELETE /admin/hold      release held writes (``strangler ownership flip``)
+    GET  /admin/status      per route: plan vs effective mode, gate, last change;
+                            which process answers and which one leads
     POST /admin/routes/{name}/promote   {to, force, reason, who} (controller.py)
     POST /admin/routes/{name}/rollback  {to?, reason, who}
     GET  /metrics           Prometheus text exposition
@@ -56,6 +60,8 @@ PROBE_PREFIX = "/_strangler/"
 # A plan posted to /admin/reload is bounded like a plan file (1 MiB), and the
 # body is not read past that.
 MAX_PLAN_BODY = MAX_DOCUMENT_BYTES
+# The longest a handover may hold writes: clients wait that long at most.
+MAX_HOLD_SECONDS = 60.0
 
 _JSON = b"application/json"
 
@@ -122,6 +128,7 @@ class AdminApp:
         token: str,
         control: Controller,
         metrics_auth: bool = True,
+        cluster: Callable[[], dict[str, Any]] | None = None,
     ) -> None:
         if not token:
             raise ValueError("the admin API needs a non-empty token")
@@ -131,13 +138,18 @@ class AdminApp:
         self.metrics_auth = metrics_auth
         self._token = token.encode()
         self.control = control
-        self.dashboard = Dashboard(holder=holder, token=token, sides=metrics.sides)
+        self.cluster = cluster
+        """This process and the progression's leader (:mod:`.lease`)."""
+        self.dashboard = Dashboard(
+            holder=holder, token=token, sides=metrics.sides, control=control
+        )
         self._routes: dict[str, dict[str, Handler]] = {
             "/admin/plan": {"GET": self._plan},
             "/admin/routes": {"GET": self._routes_table},
             "/admin/upstreams": {"GET": self._upstreams},
             "/admin/reload": {"POST": self._reload},
             "/admin/reloads": {"GET": self._reloads},
+            "/admin/hold": {"POST": self._hold, "DELETE": self._release},
             "/admin/status": {"GET": self._status},
             "/metrics": {"GET": self._metrics},
         }
@@ -265,6 +277,34 @@ class AdminApp:
         )
         return _json(200 if event.ok else 422, event.as_dict())
 
+    async def _hold(self, scope: Scope, receive: Receive) -> Response:
+        query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
+        try:
+            seconds = float(query.get("seconds", ["10"])[0])
+        except ValueError:
+            seconds = -1.0
+        if not 0 < seconds <= MAX_HOLD_SECONDS:
+            return _json(
+                400, {"error": f"seconds must be > 0 and <= {MAX_HOLD_SECONDS:g}"}
+            )
+        writes = self.holder.writes
+        in_flight = await writes.hold(seconds)
+        logger.info(
+            "writes held for an ownership handover",
+            extra={"seconds": seconds, "in_flight": in_flight},
+        )
+        return _json(200, {"held": True, "seconds": seconds, "in_flight": in_flight})
+
+    async def _release(self, scope: Scope, receive: Receive) -> Response:
+        writes = self.holder.writes
+        waiting = writes.waiting
+        lasted = writes.release()
+        logger.info(
+            "held writes released",
+            extra={"held_seconds": round(lasted, 3), "waiting": waiting},
+        )
+        return _json(200, {"held": False, "released": waiting, "held_seconds": lasted})
+
     async def _reloads(self, scope: Scope, receive: Receive) -> Response:
         return _json(200, {"reloads": [event.as_dict() for event in self.history]})
 
@@ -315,14 +355,17 @@ class AdminApp:
     async def _status(self, scope: Scope, receive: Receive) -> Response:
         runtime = self._runtime()
         routes = await asyncio.to_thread(self.control.status)
-        return _json(
-            200,
-            {
-                "plan": runtime.plan.name,
-                "version_hash": runtime.version_hash,
-                "routes": routes,
-            },
-        )
+        body: dict[str, Any] = {
+            "plan": runtime.plan.name,
+            "version_hash": runtime.version_hash,
+            "routes": routes,
+        }
+        if self.cluster is not None:
+            body["control"] = {
+                "store": self.control.store.location,
+                **await asyncio.to_thread(self.cluster),
+            }
+        return _json(200, body)
 
     async def _metrics(self, scope: Scope, receive: Receive) -> Response:
         return 200, self.metrics.render(), CONTENT_TYPE.encode()

@@ -28,13 +28,13 @@ from typing import Any
 
 from strangler_proxy.exceptions import ControlError, UnknownRouteError
 from strangler_proxy.observe.sides import SideStats
-from strangler_proxy.plan import Plan, Route
+from strangler_proxy.plan import Plan, Route, version_hash
 from strangler_proxy.proxy.runtime import Runtime, RuntimeHolder
 
 from .gate import Evidence, GateDecision, evaluate
 from .overrides import Superseded, apply_overrides, split_overrides
 from .state import MODES, format_state, parse_state, rank, route_state
-from .store import Change, ControlStore
+from .store import Change, Store
 
 __all__ = ["PLAN_RELOAD", "Controller", "Transition"]
 
@@ -72,7 +72,7 @@ class Controller:
     def __init__(
         self,
         holder: RuntimeHolder,
-        store: ControlStore,
+        store: Store,
         sides: SideStats | None = None,
     ) -> None:
         self.holder = holder
@@ -245,6 +245,32 @@ class Controller:
         await new.start()
         self.holder.swap(new)
         return new
+
+    async def refresh(self) -> bool:
+        """Rebuild the runtime if the stored overrides no longer give the plan
+        it serves: another process (a worker, a replica) promoted or rolled
+        back. Routes that moved start a new evidence window here too."""
+        async with self.holder.lock:
+            old = self.holder.current
+            if self.overlay(old.declared_plan) == old.plan:
+                return False
+            before = {route.name: route_state(route) for route in old.plan.routes}
+            new = await self._apply()
+            for route in new.plan.routes:
+                if before.get(route.name) != route_state(route):
+                    self.sides.reset(route.name)
+            logger.info(
+                "runtime overrides changed by another process, applied",
+                extra={"version_hash": new.version_hash},
+            )
+            return True
+
+    def publish_plan(self, runtime: Runtime, text: str, origin: str) -> None:
+        """Tell the other processes of the store that ``runtime``'s declared
+        plan, whose YAML is ``text``, now serves (see :mod:`.follow`)."""
+        self.store.publish_plan(
+            version_hash(runtime.declared_plan), text, origin, time.time()
+        )
 
     def start_from_store(self) -> None:
         """Apply stored overrides to a runtime that has not started yet."""

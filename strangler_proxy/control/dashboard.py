@@ -13,10 +13,17 @@ starts mixed with the admin token. The token cannot be read back from it, nor
 guessed offline from it; it expires (:data:`SESSION_TTL`), dies with the
 process, and opens the dashboard only, never the admin API.
 
-Pages: ``/dashboard/`` (every route: mode, legacy/service split, samples,
-coverage, mismatch rates) and ``/dashboard/routes/NAME`` (the same plus the
-mismatch rate per minute, the differing field paths and an example pair with
-the differences highlighted, redacted as stored).
+Pages (``dashboard_pages``), their JSON (``dashboard_data``), and the
+vendored assets they load (``static/``, nothing from elsewhere)::
+
+    GET /dashboard/                  the overview (?team=T: one team's routes)
+    GET /dashboard/routes/NAME       one route: charts, gate, example pair
+    GET /dashboard/api/overview      the overview's data (?team=T&window=1h)
+    GET /dashboard/api/routes/NAME   the route page's data
+    GET /dashboard/static/FILE       uPlot, the page script and stylesheet
+
+The pages refresh themselves by polling their JSON every few seconds. Where
+each figure comes from: ``docs/reference/dashboard.md``.
 """
 
 from __future__ import annotations
@@ -25,15 +32,24 @@ import asyncio
 import base64
 import hashlib
 import hmac
+import os
 import secrets
+import threading
 import time
 from collections.abc import Callable
-from datetime import timedelta
-from typing import TYPE_CHECKING
+from importlib import resources
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, unquote
 
-from strangler_proxy.reports import Report, build_report, route_report
-from strangler_proxy.reports.html import LiveRoute, render_html
+import orjson
+
+from strangler_proxy.parity import open_store
+from strangler_proxy.proxy.shadow import STORE_ENV
+from strangler_proxy.reports import parse_since
+
+from .dashboard_data import Sources, overview, route_detail
+from .dashboard_pages import api_url, overview_page, route_page
 
 if TYPE_CHECKING:
     from strangler_proxy.observe.sides import SideStats
@@ -41,15 +57,30 @@ if TYPE_CHECKING:
     from strangler_proxy.proxy.runtime import RuntimeHolder
     from strangler_proxy.types import Receive, Scope, Send
 
+    from .controller import Controller
+    from .dashboard_series import TrafficSeries
+    from .dashboard_sync import SyncStatus
+
 __all__ = ["COOKIE", "PREFIX", "SESSION_TTL", "Dashboard"]
 
 PREFIX = "/dashboard"
 COOKIE = "strangler_dashboard"
 SESSION_TTL = 8 * 3600
 """How long a dashboard session cookie is good for, in seconds."""
-TIMELINE = timedelta(hours=1)
+WINDOW = 3600.0
+"""Seconds of history the charts show unless ``?window=`` says otherwise."""
+MAX_WINDOW = 7 * 86400.0
+DEFAULT_STORE = "var/parity.sqlite3"
 
 _HTML = b"text/html; charset=utf-8"
+_JSON = b"application/json"
+_STATIC = {
+    "uPlot.iife.min.js": b"text/javascript; charset=utf-8",
+    "uPlot.min.css": b"text/css; charset=utf-8",
+    "dashboard.js": b"text/javascript; charset=utf-8",
+    "dashboard.css": b"text/css; charset=utf-8",
+    "uPlot.LICENSE": b"text/plain; charset=utf-8",
+}
 
 
 class Dashboard:
@@ -61,11 +92,26 @@ class Dashboard:
         holder: RuntimeHolder,
         token: str,
         sides: SideStats | None = None,
+        control: Controller | None = None,
+        series: TrafficSeries | None = None,
+        sync_status: SyncStatus | None = None,
+        parity_url: str | None = None,
         session_ttl: float = SESSION_TTL,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.holder = holder
         self.sides = sides
+        self.sources = Sources(
+            holder=holder,
+            control=control,
+            parity=self._parity,
+            series=series,
+            sync_status=sync_status,
+        )
+        self._parity_url = parity_url
+        self._own_store: ParityStore | None = None
+        self._store_lock = threading.Lock()
+        self._static: dict[str, bytes] = {}
         self._token = token.encode()
         self._session_ttl = session_ttl
         self._clock = clock
@@ -107,16 +153,88 @@ class Dashboard:
             allow = [(b"allow", b"GET")]
             await _page(send, 405, _message("Method not allowed."), allow)
             return
-        body: str | None = None
+        if path.startswith(PREFIX + "/static/"):
+            await self._asset(send, path.removeprefix(PREFIX + "/static/"))
+            return
+        team = (query.get("team", [""])[0]).strip() or None
+        try:
+            window = _window(query.get("window", [None])[0])
+        except ValueError as exc:
+            await _page(send, 400, _message(str(exc)))
+            return
         if path in (PREFIX, PREFIX + "/"):
-            body = await asyncio.to_thread(self._index)
-        elif path.startswith(PREFIX + "/routes/"):
-            name = unquote(path.removeprefix(PREFIX + "/routes/"))
-            body = await asyncio.to_thread(self._route, name)
-        if body is None:
+            snapshot = await asyncio.to_thread(self.overview, team, window)
+            api = api_url("overview", team)
+            await _page(send, 200, overview_page(snapshot, api).encode())
+            return
+        if path == PREFIX + "/api/overview":
+            snapshot = await asyncio.to_thread(self.overview, team, window)
+            await _page(send, 200, orjson.dumps(snapshot), content_type=_JSON)
+            return
+        for prefix, as_json in (("/routes/", False), ("/api/routes/", True)):
+            if path.startswith(PREFIX + prefix):
+                name = unquote(path.removeprefix(PREFIX + prefix))
+                route = await asyncio.to_thread(self.route, name, window)
+                if route is None:
+                    break
+                if as_json:
+                    await _page(send, 200, orjson.dumps(route), content_type=_JSON)
+                else:
+                    page = route_page(route, name, api_url(f"routes/{name}", None))
+                    await _page(send, 200, page.encode())
+                return
+        await _page(send, 404, _message("Not found."))
+
+    def attach(
+        self,
+        *,
+        series: TrafficSeries | None = None,
+        sync_status: SyncStatus | None = None,
+    ) -> None:
+        """Give the dashboard what only the composition root can build: the
+        traffic series (a request observer) and the sync status reader."""
+        if series is not None:
+            self.sources.series = series
+        if sync_status is not None:
+            self.sources.sync_status = sync_status
+
+    def overview(
+        self, team: str | None = None, window: float = WINDOW
+    ) -> dict[str, Any]:
+        """The overview's snapshot (what ``/dashboard/api/overview`` returns)."""
+        return overview(self.sources, team=team, window=window)
+
+    def route(self, name: str, window: float = WINDOW) -> dict[str, Any] | None:
+        """A route page's snapshot; None for a route the plan does not have."""
+        detail = route_detail(self.sources, name, window=window)
+        if detail is None:
+            return None
+        runtime = self.holder.current
+        return {
+            "generated_at": detail["generated_at"],
+            "plan": {"name": runtime.plan.name, "version_hash": runtime.version_hash},
+            "signature": detail["signature"],
+            "route": name,
+            "routes": {name: detail},
+        }
+
+    def close(self) -> None:
+        """Close the parity store the dashboard opened itself, if any."""
+        with self._store_lock:
+            if self._own_store is not None:
+                self._own_store.close()
+                self._own_store = None
+
+    async def _asset(self, send: Send, name: str) -> None:
+        content_type = _STATIC.get(name)
+        if content_type is None:
             await _page(send, 404, _message("Not found."))
             return
-        await _page(send, 200, body.encode())
+        body = self._static.get(name)
+        if body is None:
+            body = resources.files(__package__).joinpath("static", name).read_bytes()
+            self._static[name] = body
+        await _page(send, 200, body, content_type=content_type, cache=True)
 
     def _matches(self, given: bytes) -> bool:
         # compare_digest: the time taken must not tell how much of it matched.
@@ -160,50 +278,37 @@ class Dashboard:
                         return True
         return False
 
-    def _store(self) -> ParityStore | None:
+    def _parity(self) -> ParityStore | None:
+        """The parity store: the running proxy's while it shadows a route, else
+        the one ``strangler report`` reads (``STRANGLER_PARITY_STORE``, else
+        ``var/parity.sqlite3``), opened here. After a cutover nothing shadows
+        any more, and the evidence must stay visible."""
         shadow = self.holder.current.shadow
-        return shadow.store if shadow is not None else None
-
-    def _live(self, store: ParityStore | None) -> dict[str, LiveRoute]:
-        live = {}
-        for route in self.holder.current.plan.routes:
-            legacy = service = None
-            if self.sides is not None:
-                legacy, service = self.sides.requests(route.name)
-            timeline: list[tuple[float, int, int]] = []
-            if store is not None:
-                timeline = [
-                    (float(at), compared, mismatched)
-                    for at, compared, mismatched in store.timeline(route.name, TIMELINE)
-                ]
-            live[route.name] = LiveRoute(route.mode, legacy, service, timeline)
-        return live
-
-    def _index(self) -> str:
-        store = self._store()
-        report = build_report(store) if store is not None else _empty()
-        return render_html(
-            report,
-            title="strangler: parity dashboard",
-            live=self._live(store),
-            link=PREFIX + "/routes/",
-        )
-
-    def _route(self, name: str) -> str | None:
-        store = self._store()
-        live = self._live(store)
-        if name not in live:
-            return None
-        report = _empty()
-        if store is not None:
-            report = Report(time.time(), None, (route_report(store, name),))
-        return render_html(
-            report, title=f"strangler: {name}", live={name: live[name]}, link=None
-        )
+        if shadow is not None:
+            return shadow.store
+        with self._store_lock:
+            if self._own_store is None:
+                target = self._parity_url or os.environ.get(STORE_ENV) or DEFAULT_STORE
+                if not _store_exists(target):
+                    return None
+                self._own_store = open_store(target)
+            return self._own_store
 
 
-def _empty() -> Report:
-    return Report(time.time(), None, ())
+def _store_exists(target: str) -> bool:
+    if "://" in target and not target.startswith("sqlite:"):
+        return True  # a server: let connecting tell
+    path = target.removeprefix("sqlite:///") if "://" in target else target
+    return Path(path).exists()
+
+
+def _window(text: str | None) -> float:
+    if not text:
+        return WINDOW
+    seconds = parse_since(text)
+    if not 60 <= seconds <= MAX_WINDOW:
+        raise ValueError("window: between 1m and 7d")
+    return seconds
 
 
 def _message(text: str) -> bytes:
@@ -213,18 +318,31 @@ def _message(text: str) -> bytes:
     ).encode()
 
 
+_CSP = (
+    b"default-src 'none'; script-src 'self'; connect-src 'self'; "
+    b"style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
+    b"base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+)
+
+
 async def _page(
     send: Send,
     status: int,
     body: bytes,
     extra: list[tuple[bytes, bytes]] | None = None,
+    *,
+    content_type: bytes = _HTML,
+    cache: bool = False,
 ) -> None:
     headers = [
-        (b"content-type", _HTML),
+        (b"content-type", content_type),
         (b"content-length", str(len(body)).encode()),
-        (b"cache-control", b"no-store"),
-        # The page has no scripts and loads nothing from elsewhere.
-        (b"content-security-policy", b"default-src 'none'; style-src 'unsafe-inline'"),
+        # Assets are fixed for the life of the process; pages and data never.
+        (b"cache-control", b"private, max-age=300" if cache else b"no-store"),
+        # Scripts and styles only from the dashboard itself: nothing is loaded
+        # from elsewhere, and no inline script runs.
+        (b"content-security-policy", _CSP),
+        (b"x-content-type-options", b"nosniff"),
         (b"x-frame-options", b"DENY"),
         *(extra or []),
     ]

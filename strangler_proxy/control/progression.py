@@ -11,6 +11,10 @@ it there until an operator promotes it again.
 
 Every change goes through the :class:`~.controller.Controller`, so it is
 recorded in the history with ``who = "progression"`` and the evidence.
+
+Where several processes share a control store (workers, replicas), only the
+one holding the leader lease ticks (``leading``, see :mod:`.lease`); the
+others apply its changes from the store.
 """
 
 from __future__ import annotations
@@ -50,8 +54,11 @@ class Progression:
         *,
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        leading: Callable[[], bool] | None = None,
     ) -> None:
         self.controller = controller
+        self.leading = leading
+        """Whether this process may tick now; None: always (one process)."""
         self.clock = clock
         self.sleep = sleep
         self.started_at = clock()
@@ -71,6 +78,8 @@ class Progression:
         """Tick until cancelled; a failing tick is logged, not fatal."""
         while True:
             await self.sleep(self.period())
+            if self.leading is not None and not self.leading():
+                continue
             try:
                 await self.tick()
             except Exception:

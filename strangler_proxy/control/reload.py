@@ -6,7 +6,12 @@ Three triggers reload the plan, all through :meth:`PlanReloader.reload`:
 * ``file``: :meth:`PlanReloader.watch` polls the plan file's mtime and size,
   and reloads when its content hash changed (no extra dependency, works on
   every filesystem, including bind mounts where inotify does not);
-* ``api``: ``POST /admin/reload``, optionally with a plan in the body.
+* ``api``: ``POST /admin/reload``, optionally with a plan in the body;
+* ``peer``: another process of the same control store (a worker, a replica)
+  swapped a plan in and published it (:mod:`.follow`); followed without
+  asking the gate again or recording its moves twice.
+
+Every plan swapped in by the first three is published to the control store.
 
 A plan is validated completely before it takes effect. An invalid one is
 rejected with its issues, logged and returned, and the running plan keeps
@@ -57,7 +62,7 @@ __all__ = ["ReloadEvent", "ReloadHistory", "ReloadSource", "PlanReloader"]
 
 logger = logging.getLogger(__name__)
 
-ReloadSource = Literal["startup", "signal", "file", "api"]
+ReloadSource = Literal["startup", "signal", "file", "api", "peer"]
 
 API_SOURCE = "<admin api>"
 
@@ -149,6 +154,9 @@ class _Intent:
     force: bool = False
     who: str = ""
     why: str = ""
+    follow: bool = False
+    """A plan another process published: not gated, recorded or published."""
+    origin: str | None = None
 
 
 class PlanReloader:
@@ -189,6 +197,8 @@ class PlanReloader:
         force: bool = False,
         who: str = "",
         why: str = "",
+        follow: bool = False,
+        origin: str | None = None,
     ) -> ReloadEvent:
         """Load the plan file (or ``text``) and swap it in if it is valid and
         the gate allows every route it moves towards a service.
@@ -198,7 +208,8 @@ class PlanReloader:
         (with ``why``) overrides the gate, and is recorded.
         """
         async with self._lock:
-            event = await self._reload(source, text, _Intent(force, who, why))
+            intent = _Intent(force, who, why, follow, origin)
+            event = await self._reload(source, text, intent)
         self.history.record(event)
         if event.ok:
             logger.info(
@@ -224,17 +235,20 @@ class PlanReloader:
             if text is None:
                 origin = str(self.path)
                 self._file_state = _file_state(self.path)
-                file_text = await asyncio.to_thread(read_document, self.path, "plan")
-                self._file_hash = hashlib.sha256(file_text.encode()).hexdigest()
-                plan: Plan = await asyncio.to_thread(_validate, file_text, origin)
+                text = await asyncio.to_thread(read_document, self.path, "plan")
+                self._file_hash = hashlib.sha256(text.encode()).hexdigest()
+                plan: Plan = await asyncio.to_thread(_validate, text, origin)
             else:
-                origin = API_SOURCE
+                origin = intent.origin or API_SOURCE
                 plan = await asyncio.to_thread(_validate, text, origin)
         except PlanError as exc:
             return ReloadEvent(now, source, ok=False, errors=tuple(exc.issues))
 
         async with self.holder.lock:
-            return await self._swap_in(plan, source, origin, now, intent)
+            event = await self._swap_in(plan, source, origin, now, intent)
+            if event.changed and self.controller is not None and not intent.follow:
+                self.controller.publish_plan(self.holder.current, text, origin)
+        return event
 
     async def _swap_in(
         self,
@@ -264,7 +278,9 @@ class PlanReloader:
                 new = Runtime.from_plan(plan, source=origin, previous=old)
         except PlanError as exc:
             return ReloadEvent(now, source, ok=False, errors=tuple(exc.issues))
-        moves = await control.transitions(new) if control is not None else []
+        moves = []
+        if control is not None and not intent.follow:
+            moves = await control.transitions(new)
         refused = [move for move in moves if move.refused]
         if refused and not (intent.force and intent.why.strip()):
             await new.aclose()

@@ -4,6 +4,13 @@
 restart or a reload keeps what was promoted or rolled back at run time. Every
 change is appended to a history table with who, when, why, whether it was
 forced, and the gate's evidence.
+
+Several processes may share one store (``--workers``, or replicas on a
+PostgreSQL store, :mod:`.pgstore`): every write bumps a *version* they poll
+(:meth:`ControlStore.version`), the last plan a reload swapped in is
+published for the others to follow (:meth:`ControlStore.publish_plan`), and
+the process that runs the progression says so (:meth:`ControlStore.set_leader`).
+:func:`.backends.open_store` picks the backend from ``STRANGLER_CONTROL_STORE``.
 """
 
 from __future__ import annotations
@@ -13,16 +20,26 @@ import sqlite3
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 
 from .state import format_state, parse_state
 
-__all__ = ["CONTROL_ENV", "Change", "ControlStore", "DEFAULT_PATH", "Override"]
+__all__ = [
+    "CONTROL_ENV",
+    "Change",
+    "ControlStore",
+    "DEFAULT_PATH",
+    "Leader",
+    "Override",
+    "PublishedPlan",
+    "Store",
+]
 
 CONTROL_ENV = "STRANGLER_CONTROL_STORE"
-"""Environment variable naming the control database (a path)."""
+"""Environment variable naming the control database (a path or a
+``postgresql://`` URL)."""
 DEFAULT_PATH = Path("var/control.sqlite3")
 
 
@@ -83,6 +100,65 @@ class Change:
         }
 
 
+@dataclass(frozen=True, slots=True)
+class PublishedPlan:
+    """The plan a reload last swapped in, for the other processes to follow."""
+
+    seq: int
+    """The store version its publication made; later ones are higher."""
+    version_hash: str
+    text: str
+    origin: str
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
+class Leader:
+    """The process that runs the automatic progression, as it said so."""
+
+    identity: str
+    since: float
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready."""
+        return {"identity": self.identity, "since": self.since}
+
+
+class Store(Protocol):
+    """What the controller needs of a control store: :class:`ControlStore`
+    (SQLite) and :class:`~.pgstore.PostgresControlStore` implement it, and
+    tests/control/test_pg_store.py runs one conformance suite on both."""
+
+    @property
+    def location(self) -> str: ...
+
+    def close(self) -> None: ...
+
+    def overrides(self) -> dict[str, Override]: ...
+
+    def record(
+        self, change: Change, *, keep: bool, base: str | None = None
+    ) -> None: ...
+
+    def record_moves(self, changes: list[Change]) -> None: ...
+
+    def clear(self, override: Override, change: Change | None = None) -> bool: ...
+
+    def history(self, route: str | None = None, limit: int = 100) -> list[Change]: ...
+
+    def version(self) -> int: ...
+
+    def publish_plan(
+        self, version_hash: str, text: str, origin: str, at: float
+    ) -> int: ...
+
+    def published_plan(self) -> PublishedPlan | None: ...
+
+    def set_leader(self, identity: str, since: float) -> None: ...
+
+    def leader(self) -> Leader | None: ...
+
+
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS route_overrides (
     route TEXT PRIMARY KEY,
@@ -107,6 +183,29 @@ CREATE TABLE IF NOT EXISTS route_changes (
 CREATE INDEX IF NOT EXISTS route_changes_route ON route_changes (route, id);
 """
 
+# Shared by the processes of one store (workers, replicas): see the module
+# docstring. Kept apart from the tables above.
+_SHARED_SCHEMA = """
+CREATE TABLE IF NOT EXISTS control_version (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    version INTEGER NOT NULL
+);
+INSERT OR IGNORE INTO control_version (id, version) VALUES (1, 0);
+CREATE TABLE IF NOT EXISTS control_plan (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    seq INTEGER NOT NULL,
+    version_hash TEXT NOT NULL,
+    text TEXT NOT NULL,
+    origin TEXT NOT NULL,
+    at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS control_leader (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    identity TEXT NOT NULL,
+    since REAL NOT NULL
+);
+"""
+
 
 class ControlStore:
     """The overrides and their history, in SQLite."""
@@ -115,11 +214,14 @@ class ControlStore:
         self.path = Path(path or os.environ.get(CONTROL_ENV) or DEFAULT_PATH)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         # The admin API and the progression share it from one event loop; the
-        # lock covers a thread-pool caller too.
-        self._conn = sqlite3.connect(self.path, check_same_thread=False)
+        # lock covers a thread-pool caller too. Workers of one proxy share the
+        # file: WAL, so their version polls never wait for a writer.
+        self._conn = sqlite3.connect(self.path, timeout=10.0, check_same_thread=False)
+        self._conn.execute("PRAGMA journal_mode=WAL")
         self._lock = threading.Lock()
         with self._lock, self._conn:
             self._conn.executescript(_SCHEMA)
+            self._conn.executescript(_SHARED_SCHEMA)
             columns = {
                 row[1]
                 for row in self._conn.execute("PRAGMA table_info(route_overrides)")
@@ -128,9 +230,62 @@ class ControlStore:
                 # A store from before bases were kept: its overrides get NULL.
                 self._conn.execute("ALTER TABLE route_overrides ADD COLUMN base TEXT")
 
+    @property
+    def location(self) -> str:
+        """Where the store is, for messages and the status."""
+        return f"sqlite:///{self.path}"
+
     def close(self) -> None:
         """Close the database connection."""
         self._conn.close()
+
+    def _bump(self) -> int:
+        self._conn.execute("UPDATE control_version SET version = version + 1")
+        row = self._conn.execute("SELECT version FROM control_version").fetchone()
+        return int(row[0])
+
+    def version(self) -> int:
+        """A number every write to the store increases: poll it to notice
+        another process's changes."""
+        with self._lock:
+            row = self._conn.execute("SELECT version FROM control_version").fetchone()
+        return int(row[0])
+
+    def publish_plan(self, version_hash: str, text: str, origin: str, at: float) -> int:
+        """Make ``text`` the plan the other processes follow; its ``seq``."""
+        with self._lock, self._conn:
+            seq = self._bump()
+            self._conn.execute(
+                "INSERT OR REPLACE INTO control_plan (id, seq, version_hash, text, "
+                "origin, at) VALUES (1, ?, ?, ?, ?, ?)",
+                (seq, version_hash, text, origin, at),
+            )
+        return seq
+
+    def published_plan(self) -> PublishedPlan | None:
+        """The plan last published, if any."""
+        with self._lock:
+            row = self._conn.execute(
+                "SELECT seq, version_hash, text, origin, at FROM control_plan"
+            ).fetchone()
+        return PublishedPlan(*row) if row else None
+
+    def set_leader(self, identity: str, since: float) -> None:
+        """Record that ``identity`` leads (holds the lease) since ``since``."""
+        with self._lock, self._conn:
+            self._conn.execute(
+                "INSERT OR REPLACE INTO control_leader (id, identity, since) "
+                "VALUES (1, ?, ?)",
+                (identity, since),
+            )
+
+    def leader(self) -> Leader | None:
+        """Who said last that it leads."""
+        with self._lock:
+            row = self._conn.execute(
+                "SELECT identity, since FROM control_leader"
+            ).fetchone()
+        return Leader(*row) if row else None
 
     def overrides(self) -> dict[str, Override]:
         """The current overrides by route name."""
@@ -146,6 +301,7 @@ class ControlStore:
         route is back to its declared state)."""
         with self._lock, self._conn:
             self._write(change, keep=keep, base=base)
+            self._bump()
 
     def record_moves(self, changes: list[Change]) -> None:
         """Append ``changes`` and clear their routes' overrides, in one
@@ -153,6 +309,8 @@ class ControlStore:
         with self._lock, self._conn:
             for change in changes:
                 self._write(change, keep=False, base=None)
+            if changes:
+                self._bump()
 
     def _write(self, change: Change, *, keep: bool, base: str | None) -> None:
         mode, weight = parse_state(change.to_state)
@@ -205,6 +363,8 @@ class ControlStore:
                         int(change.forced),
                     ),
                 )
+            if deleted:
+                self._bump()
         return bool(deleted)
 
     def history(self, route: str | None = None, limit: int = 100) -> list[Change]:

@@ -80,6 +80,10 @@ class ServiceDef:
     """The module whose ``create_app()`` builds the service's ASGI app."""
     source: str
     """Its file, relative to the project root: skipped while it is missing."""
+    links: Mapping[str, str] = field(default_factory=dict)
+    """Environment variables that tell it where others are: variable -> the
+    name of another service, ``monolith`` or ``proxy`` (given as a base URL
+    with the ports this ``up`` chose)."""
 
     def exists(self, root: Path) -> bool:
         """True when the service's code is there."""
@@ -128,8 +132,16 @@ class StackConfig:
     """The plan file a running proxy already uses: taken as it is, never
     rewritten (reconciling a running stack must not reload the proxy's plan)."""
 
+    sidecars: bool = False
+    """Run each service behind its own ``strangler sidecar``; everything that
+    calls a service (the proxy, the relays, other services) calls the sidecar."""
+
     def service_port(self, service: ServiceDef) -> int:
         return self.service_ports.get(service.name, service.port)
+
+    def sidecar_port(self, service: ServiceDef) -> int:
+        """The sidecar's port: the service's plus 1000 (8101 -> 9101)."""
+        return self.service_port(service) + 1000
 
 
 @dataclass(frozen=True)
@@ -293,6 +305,10 @@ def build_stack(config: StackConfig) -> Stack:
             TOKEN_VARIABLE: internal_secret,
             service.database_variable: service_db,
             "STRANGLER_KEYS_DIR": keys_dir,
+            **{
+                variable: _link_url(config, target)
+                for variable, target in service.links.items()
+            },
         }
         specs.append(
             ProcessSpec(
@@ -315,9 +331,39 @@ def build_stack(config: StackConfig) -> Stack:
                 ready_timeout=60.0,
             )
         )
+        if config.sidecars:
+            sidecar_url = _url("127.0.0.1", config.sidecar_port(service))
+            specs.append(
+                ProcessSpec(
+                    name=f"{service.name}-sidecar",
+                    argv=[
+                        python,
+                        "-c",
+                        _CLI,
+                        "sidecar",
+                        "--service",
+                        service.name,
+                        "--upstream",
+                        service_url,
+                        "--listen",
+                        f"127.0.0.1:{config.sidecar_port(service)}",
+                        "--admin-port",
+                        "0",
+                        "--var-dir",
+                        str(var_dir),
+                    ],
+                    env={"STRANGLER_KEYS_DIR": keys_dir},
+                    cwd=root,
+                    ready_url=f"{sidecar_url}/_strangler/readyz",
+                    depends_on=[service.name],
+                    ready_timeout=60.0,
+                )
+            )
+            service_url = sidecar_url
         upstream_urls[service.name] = service_url
         urls[service.name] = service_url + "/"
 
+    sync_status = env.get("STRANGLER_SYNC_STATUS") or str(var_dir / "sync-status.json")
     sync: Path | None = None
     if config.sync is not None:
         sync = render_plan(
@@ -327,8 +373,9 @@ def build_stack(config: StackConfig) -> Stack:
             ProcessSpec(
                 name="relay",
                 argv=[python, "-c", _CLI, "relay", "--sync", str(sync)],
-                # The relay reads the monolith's outbox through Django.
-                env=monolith_env,
+                # The relay reads the monolith's outbox through Django, and
+                # writes its counters where the dashboard reads them.
+                env={**monolith_env, "STRANGLER_SYNC_STATUS": sync_status},
                 cwd=root,
                 depends_on=[spec.name for spec in specs],
                 fingerprint=_fingerprint(sync),
@@ -393,6 +440,7 @@ def build_stack(config: StackConfig) -> Stack:
                 "STRANGLER_CONTROL_STORE": env.get("STRANGLER_CONTROL_STORE")
                 or str(var_dir / "control.sqlite3"),
                 "STRANGLER_KEYS_DIR": keys_dir,
+                "STRANGLER_SYNC_STATUS": sync_status,
                 **(
                     {"STRANGLER_ADMIN_TOKEN": config.admin_token}
                     if config.admin_token
@@ -428,3 +476,16 @@ def build_stack(config: StackConfig) -> Stack:
         sync=sync,
         internal_token_source=internal_token_source,
     )
+
+
+def _link_url(config: StackConfig, target: str) -> str:
+    """The base URL of ``target`` (a service, ``monolith`` or ``proxy``)."""
+    if target == "proxy":
+        return _url(_client_host(config.host), config.port)
+    if target == "monolith":
+        return _url("127.0.0.1", config.monolith_port)
+    for service in config.app.services:
+        if service.name == target:
+            port = config.sidecar_port(service) if config.sidecars else None
+            return _url("127.0.0.1", port or config.service_port(service))
+    raise ValueError(f"a service links to {target!r}, which the stack does not run")

@@ -46,12 +46,14 @@ import httpx
 import orjson
 
 from strangler_proxy.exceptions import StartupError
+from strangler_proxy.observe.logfiles import LogFiles
 
 from .reconcile import Change, plan_changes
 from .specs import ProcessSpec, start_order
 
 __all__ = [
     "LogStream",
+    "is_noise",
     "Outcome",
     "ProcessSpec",
     "Supervisor",
@@ -68,6 +70,9 @@ _SUPERVISOR = "up"  # the prefix of the supervisor's own messages
 _SHOWN_KEYS = frozenset(
     {"time", "ts", "level", "logger", "message", "request_id", "exception"}
 ) | {"exc_info", "taskName", "color_message"}
+# In every line (the files keep them; `strangler logs` filters on them).
+_SHOWN_KEYS |= {"service", "team", "trace_id", "span_id", "traceparent"}
+_PROBES = ("/health", "/ready", "/_strangler/")
 _ACCESS_KEYS = ("route", "mode", "upstream", "side", "error")
 _COLOURS = ("36", "33", "35", "32", "34", "96", "93", "95")
 _LEVEL_COLOURS = {"warning": "33", "error": "31", "critical": "31"}
@@ -125,6 +130,24 @@ def _render_access(entry: dict[str, object]) -> str:
     return text + ("  " + " ".join(parts) if parts else "")
 
 
+def is_noise(line: str) -> bool:
+    """An access line of a health probe, or of a service (the proxy logs
+    every request that reaches one): in the files, off the screen."""
+    stripped = line.lstrip()
+    if not stripped.startswith("{") or '"status"' not in stripped:
+        return False
+    try:
+        entry = orjson.loads(stripped)
+    except orjson.JSONDecodeError:
+        return False
+    if not isinstance(entry, dict) or "status" not in entry:
+        return False
+    if str(entry.get("logger", "")).endswith(".access"):
+        return True
+    path = entry.get("path")
+    return isinstance(path, str) and path.startswith(_PROBES)
+
+
 def _short(value: object) -> str:
     if isinstance(value, str):
         return value if value and " " not in value else repr(value)
@@ -140,6 +163,13 @@ class LogStream:
     the child's own object with a ``process`` key added (a line that is not a
     JSON object becomes ``{"process": ..., "message": line}``).
     Safe to use from several threads; each line is written whole.
+
+    ``files`` (a :class:`~strangler_proxy.observe.logfiles.LogFiles`) gets
+    every line, whatever is shown. With ``quiet`` the console leaves out the
+    access lines of health probes and of the services (:func:`is_noise`).
+    On a terminal errors are red and the supervisor's own messages (a process
+    started, died, restarted) bold; elsewhere lines stay as they are, for
+    tools that parse them (an error line reads ``name | ERROR ...``).
     """
 
     def __init__(
@@ -148,10 +178,14 @@ class LogStream:
         *,
         color: bool | None = None,
         format: Literal["console", "json"] = "console",
+        files: LogFiles | None = None,
+        quiet: bool = False,
     ) -> None:
         self.out = out
         self.color = _isatty(out) if color is None else color
         self.format = format
+        self.files = files
+        self.quiet = quiet
         self._lock = threading.Lock()
         self._width = len(_SUPERVISOR)
         self._colours: dict[str, str] = {}
@@ -165,15 +199,21 @@ class LogStream:
 
     def emit(self, name: str, line: str, *, error: bool = False) -> None:
         """Write one line of process ``name``'s output."""
+        if self.files is not None:
+            self.files.write(name, line)
+        if self.quiet and is_noise(line):
+            return
         if self.format == "json":
             self.write(_json_line(name, line) + "\n")
             return
         text = render_line(line)
         prefix = f"{name:<{self._width}} | "
+        level = text.split(" ", 1)[0].lower()
         if self.color:
             colour = "1;31" if error else self._colours.get(name, "0")
+            if name == _SUPERVISOR and not error:
+                colour = "1"  # state changes: bold
             prefix = f"\033[{colour}m{prefix}\033[0m"
-            level = text.split(" ", 1)[0].lower()
             if level in _LEVEL_COLOURS and text != line:
                 text = f"\033[{_LEVEL_COLOURS[level]}m{text}\033[0m"
         self.write("".join(f"{prefix}{part}\n" for part in text.split("\n")))
@@ -196,6 +236,8 @@ class LogStream:
                 "logger": "strangler.up",
                 "message": message,
             }
+            if self.files is not None:
+                self.files.write(_SUPERVISOR, orjson.dumps(entry).decode())
             self.write(orjson.dumps(entry).decode() + "\n")
             return
         self.emit(_SUPERVISOR, message, error=error)

@@ -1,9 +1,12 @@
 """The access log: one JSON line per proxied request.
 
 :class:`AccessLog` is a request observer (see ``create_app(observers=...)``).
-On the event loop it only builds the line with orjson and puts the bytes on a
-queue; a writer thread drains the queue and writes batches, so a slow disk or
-terminal never stalls request handling.
+On the event loop it only builds the line's fields (what depends on the
+request's context: identity, trace ids, query string) and appends them to a
+batch; the batch goes to a writer thread every :data:`BATCH_SECONDS` or
+:data:`BATCH_LINES` lines, which serialises it with orjson and writes it, so a
+slow disk or terminal never stalls request handling and the loop wakes the
+thread a few times a second, not once per request.
 
 What a line holds::
 
@@ -21,6 +24,7 @@ the observer (a :class:`RequestRecord` carries the path only).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import queue
 import sys
@@ -31,7 +35,7 @@ from typing import IO, TYPE_CHECKING, Any
 
 import orjson
 
-from .logs import redact_query
+from .logs import current_trace_ids, identity, redact_query
 
 if TYPE_CHECKING:
     from strangler_proxy.proxy.records import RequestRecord
@@ -68,9 +72,21 @@ class QueryCapture:
             query_string_var.reset(token)
 
 
+BATCH_SECONDS = 0.05
+"""Longest time a line waits on the event loop before the writer gets it."""
+BATCH_LINES = 512
+"""Lines that make a batch go to the writer at once."""
+
+_second: list[Any] = [None, ""]  # the last whole second formatted, and its text
+
+
 def _utc(timestamp: float) -> str:
-    seconds = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(timestamp))
-    return f"{seconds}.{int(timestamp % 1 * 1000):03d}Z"
+    whole = int(timestamp)
+    if _second[0] != whole:
+        # strftime once per second, not once per line.
+        _second[1] = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole))
+        _second[0] = whole
+    return f"{_second[1]}.{int(timestamp % 1 * 1000):03d}Z"
 
 
 def access_entry(
@@ -112,6 +128,10 @@ def access_entry(
         client_ip=record.client_ip,
         user_agent=record.user_agent,
     )
+    entry.update(identity())
+    ids = current_trace_ids()
+    if ids is not None:
+        entry["trace_id"], entry["span_id"] = ids
     return entry
 
 
@@ -132,16 +152,36 @@ class AccessLog:
             target=self._write_loop, name="strangler-access-log", daemon=True
         )
         self._closed = False
+        self._batch: list[dict[str, Any]] = []
+        self._handoff: asyncio.TimerHandle | None = None
         self._thread.start()
 
     def __call__(self, record: RequestRecord) -> None:
         if self._closed:
             return
-        line = orjson.dumps(access_entry(record, log_query=self.log_query))
-        self._queue.put(line)
+        batch = self._batch
+        batch.append(access_entry(record, log_query=self.log_query))
+        if len(batch) >= BATCH_LINES:
+            self._hand_off()
+        elif self._handoff is None:
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:
+                self._hand_off()  # no event loop (a script, a test): at once
+            else:
+                self._handoff = loop.call_later(BATCH_SECONDS, self._hand_off)
+
+    def _hand_off(self) -> None:
+        if self._handoff is not None:
+            self._handoff.cancel()
+            self._handoff = None
+        batch, self._batch = self._batch, []
+        if batch:
+            self._queue.put(batch)
 
     def flush(self, timeout: float = 5.0) -> None:
         """Wait until every line queued so far has been written."""
+        self._hand_off()
         done = threading.Event()
         self._queue.put(done)
         done.wait(timeout)
@@ -151,6 +191,7 @@ class AccessLog:
         if self._closed:
             return
         self._closed = True
+        self._hand_off()
         self._queue.put(_STOP)
         self._thread.join(timeout)
 
@@ -165,8 +206,8 @@ class AccessLog:
                     stop = True
                 elif isinstance(item, threading.Event):
                     events.append(item)
-                elif isinstance(item, bytes):
-                    batch.append(item)
+                elif isinstance(item, list):
+                    batch += map(orjson.dumps, item)
                 try:
                     item = self._queue.get_nowait()
                 except queue.Empty:

@@ -18,6 +18,7 @@ default upstream) or were rejected before routing.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
@@ -206,8 +207,37 @@ class ProxyMetrics:
         return collector
 
     def render(self) -> bytes:
-        """The Prometheus text exposition of every metric of this app."""
+        """The Prometheus text exposition of every metric of this app; with
+        ``PROMETHEUS_MULTIPROC_DIR`` set (``strangler proxy --workers N``),
+        the counters, histograms and gauges of every worker, summed."""
+        if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+            merged = CollectorRegistry()
+            merged.register(_WorkersCollector(self.registry))
+            return generate_latest(merged)
         return generate_latest(self.registry)
+
+
+class _WorkersCollector(Collector):
+    """prometheus_client's multiprocess mode: the metric objects of all the
+    workers, read from their files and summed; then this worker's own
+    collectors (the plan, breakers, bulkheads: per worker state)."""
+
+    def __init__(self, local: CollectorRegistry) -> None:
+        self._local = local
+
+    def describe(self) -> list[Metric]:
+        return []
+
+    def collect(self) -> Iterator[Metric]:
+        from prometheus_client.multiprocess import MultiProcessCollector
+
+        collector = MultiProcessCollector(None)  # type: ignore[no-untyped-call]
+        merged = list(collector.collect())  # type: ignore[no-untyped-call]
+        names = {metric.name for metric in merged}
+        yield from merged
+        for metric in self._local.collect():
+            if metric.name not in names:
+                yield metric
 
 
 def shadow_metrics(stats: dict[str, Any]) -> Iterator[Metric]:
@@ -272,6 +302,16 @@ class RuntimeCollector(Collector):
         )
         info.add_metric([plan.name or "", runtime.version_hash], 1.0)
         yield info
+        # The owner as an info metric, joined onto the per-route series at
+        # query time (`* on(route) group_left(owner)`): no label on the hot path.
+        routes = GaugeMetricFamily(
+            "strangler_route_info",
+            "Each route of the running plan (value 1): its owner (team) and mode.",
+            labels=["route", "owner", "mode"],
+        )
+        for route in plan.routes:
+            routes.add_metric([route.name, route.owner or "", route.mode], 1.0)
+        yield routes
 
         state = GaugeMetricFamily(
             "strangler_breaker_state",

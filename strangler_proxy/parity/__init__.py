@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from .compare import Comparator, is_json
 from .config import (
+    LagConfig,
     NoiseConfig,
     NormaliseRule,
     ParityConfig,
@@ -41,6 +42,7 @@ __all__ = [
     "Difference",
     "Example",
     "FieldGroup",
+    "LagConfig",
     "NoiseBaseline",
     "NoiseConfig",
     "NormaliseRule",

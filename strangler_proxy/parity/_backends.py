@@ -26,6 +26,7 @@ _TABLES = [
         errors BIGINT NOT NULL DEFAULT 0,
         dropped BIGINT NOT NULL DEFAULT 0,
         skipped BIGINT NOT NULL DEFAULT 0,
+        lag BIGINT NOT NULL DEFAULT 0,
         PRIMARY KEY (route, bucket)
     )""",
     """CREATE TABLE IF NOT EXISTS parity_groups (
@@ -60,6 +61,10 @@ _TABLES = [
 ]
 
 
+# (column, definition) added to parity_counts after its first release.
+_ADDED_COLUMNS = (("lag", "BIGINT NOT NULL DEFAULT 0"),)
+
+
 class Backend:
     """A database: how to connect, create the schema and spell SQL."""
 
@@ -81,6 +86,17 @@ class Backend:
         cur = conn.cursor()
         for statement in _TABLES:
             cur.execute(statement.format(serial=self.serial))
+        conn.commit()
+        self._add_columns(conn)
+
+    def _add_columns(self, conn: Any) -> None:
+        """Columns added since a store was created (idempotent)."""
+        cur = conn.cursor()
+        cur.execute("SELECT * FROM parity_counts WHERE 1 = 0")
+        present = {column[0] for column in cur.description}
+        for name, ddl in _ADDED_COLUMNS:
+            if name not in present:
+                cur.execute(f"ALTER TABLE parity_counts ADD COLUMN {name} {ddl}")
         conn.commit()
 
 
@@ -129,6 +145,7 @@ class PostgresBackend(Backend):
         for statement in _TABLES:
             cur.execute(statement.format(serial=self.serial))
         conn.commit()
+        self._add_columns(conn)
 
 
 def backend_for(url: str | Path | None) -> Backend:

@@ -15,6 +15,7 @@ from typing import Any
 import orjson
 
 from .config import ParityConfig
+from .dataversion import LagJudge
 from .diff import Differ, text_difference
 from .noise import NoiseBaseline
 from .paths import format_path
@@ -64,6 +65,7 @@ class Comparator:
             noise if noise is not None else NoiseBaseline(self.config.noise.learn_after)
         )
         self.redactor = Redactor(self.config.sensitive)
+        self.lag = LagJudge(self.config.lag.max_seconds, self.config.lag.max_events)
         names = dict.fromkeys(("content-type", *self.config.headers))
         root = self.differ.matcher.root
         step = self.differ.matcher.step
@@ -109,8 +111,13 @@ class Comparator:
                 noise.append(difference)
             else:
                 regressions.append(difference)
+        lag: str | None = None
+        if regressions:
+            verdict = self.lag.judge(legacy.headers, service.headers)
+            if verdict is not None and verdict.lag:
+                lag = verdict.detail
         return ParityResult(
-            matched=not regressions, differences=regressions, noise=noise
+            matched=not regressions, differences=regressions, noise=noise, lag=lag
         )
 
     def _same(self, legacy: ResponseSnapshot, service: ResponseSnapshot) -> bool:

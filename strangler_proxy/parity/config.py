@@ -13,6 +13,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validat
 from .paths import parse_pattern
 
 __all__ = [
+    "LagConfig",
     "NoiseConfig",
     "NormaliseRule",
     "ParityConfig",
@@ -103,6 +104,28 @@ class NoiseConfig(_Model):
     )
 
 
+class LagConfig(_Model):
+    """When differences are sync lag rather than a mismatch.
+
+    Both sides say which data version they answered from
+    (``X-Strangler-Data-Version``); differences while the service's version
+    is behind the monolith's are counted as ``lag``, unless it has been
+    behind for too long or by too much: then they are a mismatch again.
+    """
+
+    max_seconds: float = Field(
+        default=30.0,
+        ge=0,
+        description="A service behind the monolith's version for longer than this "
+        "(seconds) is not catching up: its differences count as mismatches.",
+    )
+    max_events: int = Field(
+        default=20,
+        ge=0,
+        description="Likewise for a service more than this many events behind.",
+    )
+
+
 def _listify(value: Any) -> Any:
     if isinstance(value, str | dict):
         return [value]
@@ -147,6 +170,11 @@ class ParityConfig(_Model):
         "like emails, card numbers or bearer tokens are masked in any case.",
     )
     noise: NoiseConfig = Field(default=NoiseConfig(), description="The noise baseline.")
+    lag: LagConfig = Field(
+        default=LagConfig(),
+        description="How long, or how far, a service may lag behind the monolith's "
+        "data before its differences count as mismatches.",
+    )
     max_examples: int = Field(
         default=5,
         ge=0,

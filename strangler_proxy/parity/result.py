@@ -11,7 +11,7 @@ from .paths import group_path, parse_path
 __all__ = ["Difference", "DiffKind", "Outcome", "ParityResult", "ResponseSnapshot"]
 
 DiffKind = Literal["changed", "missing", "extra", "type"]
-Outcome = Literal["matched", "mismatched", "noise_only", "error"]
+Outcome = Literal["matched", "mismatched", "noise_only", "lag", "error"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,12 +104,16 @@ class ParityResult:
 
     ``matched`` is true when nothing but noise differs and no error occurred;
     ``noise`` holds differences explained by the monolith differing from itself.
+    ``lag`` is set when the differences are sync lag: the service answered
+    from an older version of the data than the monolith (see
+    :mod:`.dataversion`); they are kept, but the outcome is ``lag``.
     """
 
     matched: bool
     differences: list[Difference] = field(default_factory=list)
     noise: list[Difference] = field(default_factory=list)
     error: str | None = None
+    lag: str | None = None
 
     @classmethod
     def failed(cls, error: str) -> ParityResult:
@@ -122,7 +126,7 @@ class ParityResult:
         if self.error is not None:
             return "error"
         if self.differences:
-            return "mismatched"
+            return "lag" if self.lag is not None else "mismatched"
         if self.noise:
             return "noise_only"
         return "matched"
@@ -135,4 +139,5 @@ class ParityResult:
             "differences": [d.to_dict() for d in self.differences],
             "noise": [d.to_dict() for d in self.noise],
             "error": self.error,
+            "lag": self.lag,
         }

@@ -10,7 +10,7 @@ bounded number of redacted example pairs per group.
 Schema (created on open, idempotent)::
 
     parity_counts   (route, bucket) -> matched, mismatched, noise_only,
-                                       errors, dropped, skipped
+                                       errors, dropped, skipped, lag
     parity_groups   (route, group_path, kind, noise, bucket)
                                     -> count, first_seen, last_seen
     parity_skips    (route, bucket, reason) -> count
@@ -44,12 +44,21 @@ log = logging.getLogger("strangler.parity")
 # evidence window, is then exact to the second. Reports and the dashboard's
 # timeline add seconds up into minutes.
 _BUCKET = 1
-_COUNTERS = ("matched", "mismatched", "noise_only", "errors", "dropped", "skipped")
+_COUNTERS = (
+    "matched",
+    "mismatched",
+    "noise_only",
+    "errors",
+    "dropped",
+    "skipped",
+    "lag",
+)
 _OUTCOME_COLUMN = {
     "matched": "matched",
     "mismatched": "mismatched",
     "noise_only": "noise_only",
     "error": "errors",
+    "lag": "lag",
 }
 _MAX_DIFFERENCES_PER_EXAMPLE = 50
 _FULL_GROUPS_TTL = 60.0
@@ -67,6 +76,10 @@ class RouteSummary:
     errors: int = 0
     dropped: int = 0
     skipped: int = 0
+    lag: int = 0
+    """Comparisons whose differences were sync lag (the service answered from
+    older data than the monolith, and was catching up): neither evidence of
+    parity nor of a mismatch, so not in :attr:`compared`."""
 
     @property
     def compared(self) -> int:
@@ -522,7 +535,7 @@ class ParityStore:
             cur.executemany(
                 sql(
                     f"INSERT INTO parity_counts (route, bucket, {columns}) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
+                    f"VALUES (?, ?, {', '.join('?' for _ in _COUNTERS)}) "
                     f"ON CONFLICT (route, bucket) DO UPDATE SET {updates}"
                 ),
                 [
@@ -650,6 +663,7 @@ def _render_example(item: _Item) -> str:
         "created_at": item.at,
         "outcome": item.result.outcome,
         "error": mask_text(item.result.error) if item.result.error else None,
+        "lag": item.result.lag,
         "request": redactor.mapping(item.meta) if item.meta else {},
         "legacy": _snapshot(item.legacy, redactor),
         "service": _snapshot(item.service, redactor),

@@ -20,7 +20,9 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    ValidationInfo,
     field_validator,
+    model_validator,
 )
 
 from strangler_proxy.exceptions import PatternError
@@ -314,20 +316,78 @@ class IdentityResolverConfig(FrozenModel):
 
 
 class OidcConfig(FrozenModel):
-    """Bearer tokens of an OpenID Connect provider, verified by the proxy."""
+    """Bearer tokens of an OpenID Connect provider, verified by the proxy.
+
+    The provider's keys come from its JWKS URL (fetched, cached, refreshed) or
+    from a file (read at plan load). Every field is checked on every token;
+    a token failing any check is refused with 401, never passed on.
+    """
 
     issuer: str = Field(description="`iss` the provider's tokens must carry.")
-    audience: str = Field(description="`aud` the provider's tokens must carry.")
-    jwks: str = Field(description="File holding the provider's public keys (JWKS).")
+    audience: str = Field(
+        description="`aud` the provider's tokens must carry (one of theirs)."
+    )
+    jwks_url: str | None = Field(
+        default=None,
+        description="URL of the provider's JWKS (its discovery document's "
+        "`jwks_uri`), `http://` or `https://`. Set this or `jwks`.",
+    )
+    jwks: str | None = Field(
+        default=None,
+        description="File holding the provider's public keys (JWKS), read at plan "
+        "load. Set this or `jwks_url`.",
+    )
     algorithms: tuple[Literal["RS256", "ES256", "EdDSA"], ...] = Field(
-        default=("RS256",),
+        default=("RS256", "ES256", "EdDSA"),
         min_length=1,
-        description="Signature algorithms accepted (asymmetric only).",
+        description="Signature algorithms accepted; asymmetric only (`none` and "
+        "HMAC cannot be configured). A token's `alg` must also match its key.",
+    )
+    leeway: Duration = Field(
+        default=30.0,
+        description="Clock skew allowed on `exp`, `nbf` and `iat`.",
     )
     staff_claim: str = Field(
         default="staff",
         description="Boolean claim that makes the caller staff; absent: not staff.",
     )
+    max_token_size: ByteSize = Field(
+        default=8192,
+        description="Longest bearer token looked at; longer ones are refused (401).",
+    )
+    jwks_ttl: Duration = Field(
+        default=60.0,
+        description="Keys older than this are refreshed in the background. Keep "
+        "it below the provider's pre-publication delay (`oidc_rotate_key "
+        "--activate-in`) for rotations without a failed request.",
+    )
+    jwks_min_interval: Timeout = Field(
+        default=30.0,
+        description="At most one JWKS fetch per interval, whatever triggers it "
+        "(unknown `kid`, expiry): tokens with made-up key ids cannot make the proxy "
+        "hammer the provider.",
+    )
+    jwks_timeout: Timeout = Field(
+        default=2.0, description="Time allowed for one JWKS fetch."
+    )
+
+    @field_validator("jwks_url")
+    @classmethod
+    def _url_is_http(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"must be an http:// or https:// URL, not {value!r}")
+        if parts.username or parts.password:
+            raise ValueError("must not contain credentials")
+        return value
+
+    @model_validator(mode="after")
+    def _one_key_source(self) -> OidcConfig:
+        if (self.jwks is None) == (self.jwks_url is None):
+            raise ValueError("set exactly one of `jwks_url` and `jwks`")
+        return self
 
 
 class IdentityConfig(FrozenModel):
@@ -791,6 +851,13 @@ class ProxyConfig(FrozenModel):
     retry_budget: RetryBudgetConfig = Field(
         default=RetryBudgetConfig(), description="Proxy-wide retry budget."
     )
+    role: Literal["edge", "sidecar"] = Field(
+        default="edge",
+        description="`edge`: in front of clients (internal paths are never "
+        "forwarded). `sidecar`: in front of one service (`strangler sidecar`); "
+        "its callers reach its internal endpoints through it, and an internal "
+        "request without a bearer credential gets 401 here.",
+    )
     reserved: tuple[str, ...] = Field(
         default=(INTERNAL_PREFIX,),
         description="Path prefixes never forwarded from clients: a request under "
@@ -801,7 +868,9 @@ class ProxyConfig(FrozenModel):
 
     @field_validator("reserved")
     @classmethod
-    def _reserved_prefixes(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+    def _reserved_prefixes(
+        cls, value: tuple[str, ...], info: ValidationInfo
+    ) -> tuple[str, ...]:
         for prefix in value:
             segments = prefix[1:-1].split("/")
             if (
@@ -814,9 +883,10 @@ class ProxyConfig(FrozenModel):
                     f"{prefix!r} is not a path prefix like '/internal/' (a "
                     "normalised path: '/' first and last, no '//', '.', '..' or '%')"
                 )
-        if INTERNAL_PREFIX not in value:
+        if info.data.get("role", "edge") == "edge" and INTERNAL_PREFIX not in value:
             raise ValueError(
                 f"must include {INTERNAL_PREFIX!r}: internal endpoints are never "
-                "forwarded from clients"
+                "forwarded from clients (only a `role: sidecar` proxy, in front "
+                "of one service, forwards them)"
             )
         return tuple(dict.fromkeys(value))

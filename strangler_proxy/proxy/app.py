@@ -21,6 +21,7 @@ from collections.abc import Callable, Sequence
 from strangler_proxy.plan import Plan
 from strangler_proxy.types import Receive, Scope, Send
 
+from . import spans
 from .forwarding import forward
 from .records import RequestRecord
 from .runtime import Runtime, RuntimeHolder
@@ -44,11 +45,22 @@ class ProxyApp:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
         if kind == "http":
+            writes = self.holder.writes
+            # A write waits here while an ownership handover holds writes,
+            # and is routed by the plan current when it goes on.
+            write = writes.is_write(scope)
+            if write:
+                await writes.enter()
             runtime = self.holder.acquire()
             try:
-                record = await forward(runtime, scope, receive, send)
+                if spans.tracer is None:
+                    record = await forward(runtime, scope, receive, send)
+                else:
+                    record = await spans.serve(forward, runtime, scope, receive, send)
             finally:
                 runtime.release()
+                if write:
+                    writes.leave()
             for observer in self.observers:
                 try:
                     observer(record)

@@ -46,6 +46,7 @@ from .headers import new_request_id
 from .responses import render_error
 
 __all__ = [
+    "DISCONNECT_EXTENSION",
     "LINGER_BYTES",
     "LINGER_IDLE",
     "LINGER_TIME",
@@ -63,6 +64,12 @@ LINGER_IDLE = 2.0
 """Seconds of client silence that end a lingering close (nginx: 5)."""
 LINGER_BYTES = 64 * 1024 * 1024
 """Bytes a lingering close discards at most before it closes anyway."""
+DISCONNECT_EXTENSION = "strangler.on_disconnect"
+"""ASGI scope extension (``scope["extensions"]``) this server adds to every
+request: a callable registering a callback run when the client's connection is
+lost before the response completed (``None`` unregisters); the proxy drops the
+upstream request with its client without a task per request waiting on
+``receive()``."""
 DRAIN_LINGER_IDLE = 0.5
 """Silence that ends the lingering close of an idle connection at shutdown."""
 
@@ -83,19 +90,30 @@ class EdgeState:
     """Loop time of the last sweep; a connection stamps it when a head starts."""
 
 
+_COALESCE = 16 * 1024
+"""A held response head is joined to a first body write up to this size."""
+
+
 class _EdgeTransport:
-    """The transport as uvicorn sees it: ``close()`` may linger.
+    """The transport as uvicorn sees it: ``close()`` may linger, and a
+    response's head goes out with its body.
 
     uvicorn closes the transport itself after a response with
     ``Connection: close``; this wrapper routes that close through
-    :meth:`EdgeProtocol.close_connection`. The methods of the hot path are
-    the real transport's bound methods: no extra call per write.
+    :meth:`EdgeProtocol.close_connection`. uvicorn writes a response's head
+    and its body separately, two ``send()`` system calls for a small
+    response: once :attr:`cork` is set (a request's head arrived), the next
+    write (the response head) is held and joined to the write after it, or
+    written on the next turn of the event loop, whichever comes first. The
+    other methods of the hot path are the real transport's bound methods.
     """
 
     __slots__ = (
         "_transport",
         "_protocol",
-        "write",
+        "_write",
+        "_held",
+        "cork",
         "get_extra_info",
         "pause_reading",
         "resume_reading",
@@ -104,10 +122,35 @@ class _EdgeTransport:
     def __init__(self, transport: asyncio.Transport, protocol: EdgeProtocol) -> None:
         self._transport = transport
         self._protocol = protocol
-        self.write = transport.write
+        self._write = transport.write
+        self._held: bytes | None = None
+        self.cork = False
         self.get_extra_info = transport.get_extra_info
         self.pause_reading = transport.pause_reading
         self.resume_reading = transport.resume_reading
+
+    def write(self, data: bytes) -> None:
+        held = self._held
+        if held is not None:
+            self._held = None
+            if len(data) <= _COALESCE:
+                self._write(held + data)
+                return
+            self._write(held)
+        elif self.cork:
+            self.cork = False
+            self._held = bytes(data)
+            asyncio.get_running_loop().call_soon(self.flush)
+            return
+        self._write(data)
+
+    def flush(self) -> None:
+        """Write what is held, if anything."""
+        held = self._held
+        if held is not None:
+            self._held = None
+            if not self._transport.is_closing():
+                self._write(held)
 
     def is_closing(self) -> bool:
         return self._protocol.lingering or self._transport.is_closing()
@@ -183,6 +226,7 @@ class EdgeProtocol(HttpToolsProtocol):
         """When the head being received began (``EdgeState.now``); None when
         no head is being received."""
         self._in_message = False  # a request began and was not all received
+        self._on_lost: Callable[[], None] | None = None
         self._draining = False
         self._linger: _Linger | None = None
 
@@ -219,18 +263,26 @@ class EdgeProtocol(HttpToolsProtocol):
         if self._linger is not None:
             self._linger.cancel()
         self.head_since = None
+        on_lost, self._on_lost = self._on_lost, None
         super().connection_lost(exc)
+        if on_lost is not None and self.cycle is not None and self.cycle.disconnected:
+            on_lost()
 
     # -- httptools callbacks ------------------------------------------------
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
+        scope: dict[str, Any] = self.scope  # type: ignore[assignment]
+        scope["extensions"] = {DISCONNECT_EXTENSION: self._watch_disconnect}
         self._in_message = True
         if self.head_since is None:
             self.head_since = self.edge.now
 
     def on_headers_complete(self) -> None:
         self.head_since = None
+        transport = self.transport
+        if isinstance(transport, _EdgeTransport):
+            transport.cork = True
         super().on_headers_complete()
         if self._draining and self.cycle is not None:
             self.cycle.keep_alive = False
@@ -239,6 +291,20 @@ class EdgeProtocol(HttpToolsProtocol):
         self._in_message = False
         super().on_message_complete()
 
+    def _flush(self) -> None:
+        transport = self.transport
+        if isinstance(transport, _EdgeTransport):
+            transport.flush()
+
+    def _watch_disconnect(self, callback: Callable[[], None] | None) -> None:
+        # The DISCONNECT_EXTENSION of the request being served: one request
+        # runs at a time on a connection, so one slot is enough.
+        self._on_lost = callback
+        cycle = self.cycle
+        if callback is not None and cycle is not None and cycle.disconnected:
+            self._on_lost = None
+            asyncio.get_running_loop().call_soon(callback)
+
     # -- closing --------------------------------------------------------------
 
     def close_connection(
@@ -246,6 +312,7 @@ class EdgeProtocol(HttpToolsProtocol):
     ) -> None:
         """Close; with a lingering close when the client may still be sending
         (``linger``, by default: a request began and was not all received)."""
+        self._flush()
         real = self._real
         if real is None or real.is_closing() or self._linger is not None:
             return
@@ -272,6 +339,7 @@ class EdgeProtocol(HttpToolsProtocol):
             # A pipelined head dribbles behind a response: close after it.
             cycle.keep_alive = False
             return
+        self._flush()
         real = self._real
         if real is None or real.is_closing():
             return

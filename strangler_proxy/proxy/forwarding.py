@@ -50,6 +50,8 @@ from strangler_proxy.plan import RetryPolicy, Route
 from strangler_proxy.transport.base import UpstreamResponse
 from strangler_proxy.types import Receive, Scope, Send
 
+from . import spans
+from .edge import DISCONNECT_EXTENSION
 from .headers import (
     RequestHeaders,
     client_facing,
@@ -213,6 +215,18 @@ def _too_large() -> ProxyError:
     )
 
 
+def _internal(path: str) -> bool:
+    return path == "/internal" or path.startswith("/internal/")
+
+
+def _has_bearer(scope: Scope) -> bool:
+    for name, value in scope["headers"]:
+        if name == b"authorization":
+            scheme, _, credential = value.partition(b" ")
+            return scheme.lower() == b"bearer" and bool(credential.strip())
+    return False
+
+
 def _reserved(*, close: bool) -> ProxyError:
     # A plain 404, as for a path nothing serves: the answer does not say the
     # path exists. The unread body is why the connection may close.
@@ -224,18 +238,21 @@ def _reserved(*, close: bool) -> ProxyError:
 class _Lease:
     """An upstream response plus the breaker/bulkhead slots it holds."""
 
-    __slots__ = ("upstream", "response", "_done")
+    __slots__ = ("upstream", "response", "_done", "span")
 
     def __init__(self, upstream: UpstreamRuntime, response: UpstreamResponse) -> None:
         self.upstream = upstream
         self.response = response
         self._done = False
+        self.span: spans.Span | None = None  # the attempt's, when tracing
 
     async def finish(self, outcome: str) -> None:
         """``outcome``: ``success``, ``failure`` or ``release`` (no verdict)."""
         if self._done:
             return
         self._done = True
+        if self.span is not None:
+            spans.end_attempt(self.span, outcome)
         breaker = self.upstream.breaker
         if breaker is not None:
             if outcome == "success":
@@ -439,11 +456,30 @@ async def _forward(
         # After normalisation, before routing: no spelling of the path and no
         # route can send a client to the upstreams' internal endpoints.
         raise _reserved(close=has_body)
+    if runtime.sidecar and _internal(target.path) and not _has_bearer(scope):
+        # A sidecar forwards its service's internal endpoints to their
+        # callers, never without a credential (the service checks which).
+        raise ProxyError(
+            401,
+            "not_authenticated",
+            "internal endpoint: send Authorization: Bearer <credential>",
+            kind="internal_without_credential",
+            headers=((b"www-authenticate", b'Bearer realm="internal"'),),
+            close=has_body,
+        )
     if target.raw_path == b"*":
         await _answer_server_options(ex, send, policy.request_id_header)
         return
     if length is not None and length > limits.max_body:
         raise _too_large()
+    if runtime.identity is not None and runtime.identity.oidc is not None:
+        # Bearer tokens are checked at the edge, whatever the upstream: a
+        # refused one never reaches any (401 here).
+        bearer_caller = await runtime.identity.edge(
+            request.forward, query, has_body=has_body
+        )
+        if bearer_caller is not None:
+            ex.caller = bearer_caller
     body = RequestBody(
         receive,
         has_body=has_body,
@@ -477,12 +513,26 @@ async def _forward(
     budget.request_started()
     task = asyncio.current_task()
     watchers: list[asyncio.Task[bool]] = []
+    extensions = scope.get("extensions") or {}
+    on_disconnect: Callable[[Callable[[], None] | None], None] | None = extensions.get(
+        DISCONNECT_EXTENSION
+    )
+
+    def gone() -> None:
+        if task is not None and not ex.done:
+            ex.client_gone = True
+            task.cancel()
 
     def watch() -> None:
         # uvicorn does not cancel the app when the client goes away; this
         # watcher does, so a hung upstream request is dropped with its client.
         # It can only start once the body is read: both would call receive().
         if task is None or ex.done:
+            return
+        if on_disconnect is not None:
+            # The proxy's own server tells of a lost connection without a
+            # task per request (see edge.py).
+            on_disconnect(gone)
             return
         watcher = asyncio.get_running_loop().create_task(_watch(receive))
         watcher.add_done_callback(lambda w: _client_gone(w, ex, task))
@@ -503,6 +553,9 @@ async def _forward(
         ) from None
     finally:
         ex.done = True
+        # No unregistering: the next request on the connection replaces the
+        # callback, which is a no-op once done; clearing it here could clear
+        # the next request's, which may start before this finally runs.
         for watcher in watchers:
             watcher.cancel()
         budget.request_finished()
@@ -702,10 +755,11 @@ async def _send(
     attempt = 0
     budget = runtime.retry_budget
     holding_retry = False  # a retry taken from the budget and not yet returned
+    try_once = _attempt if spans.tracer is None else spans.traced_attempt(_attempt)
     try:
         while True:
             try:
-                lease = await _attempt(
+                lease = await try_once(
                     ex,
                     upstream,
                     alternative,
@@ -882,19 +936,36 @@ async def _relay(
             )
             ex.response_started = True
             ex.status = status
+            finished = False
             if not no_body:
+                # With a Content-Length, the chunk that completes it is sent as
+                # the last message: one server call fewer than an empty one.
+                left = length if keep_length and length else -1
                 async for chunk in response.aiter_body():
                     ex.response_bytes += len(chunk)
+                    finished = ex.response_bytes == left
+                    if finished:
+                        ex.done = True
                     await send(
-                        {"type": "http.response.body", "body": chunk, "more_body": True}
+                        {
+                            "type": "http.response.body",
+                            "body": chunk,
+                            "more_body": not finished,
+                        }
                     )
                     if tee is not None:
                         tee.feed(chunk)
-            ex.done = True  # the server reports a disconnect once we finish
-            await send({"type": "http.response.body", "body": b""})
+            if not finished:
+                ex.done = True  # the server reports a disconnect once we finish
+                await send({"type": "http.response.body", "body": b""})
             if tee is not None:
                 tee.complete = True
         except UpstreamError as exc:
+            if ex.done and ex.response_bytes == length:
+                # The client has the whole response; the upstream failed
+                # after it (e.g. while its connection was released).
+                outcome = "success" if status < 500 else "failure"
+                return
             outcome = "failure"
             ex.error = getattr(exc, "kind", "truncated")
             # Returning without the final body message makes the server close

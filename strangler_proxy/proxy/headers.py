@@ -62,6 +62,9 @@ HOP_BY_HOP = frozenset(
         b"proxy-authorization",
     }
 )
+# Which data version an upstream answered from (parity.dataversion): for the
+# comparator only, never relayed to the client.
+DATA_VERSION = b"x-strangler-data-version"
 # Rebuilt or replaced by the proxy rather than copied from the client.
 _REPLACED = frozenset(
     {
@@ -334,7 +337,7 @@ def response_headers(
     via: list[bytes] = []
     dated = False
     for name, value in upstream:
-        if name in HOP_BY_HOP or name in connection_named:
+        if name in HOP_BY_HOP or name in connection_named or name == DATA_VERSION:
             continue
         if name == b"content-length":
             if keep_length:

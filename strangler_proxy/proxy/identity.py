@@ -9,8 +9,13 @@ signed, ``iss`` the proxy, ``aud`` the upstream, ``sub``, ``staff``, ``iat``,
 ``exp``, ``jti``, ``request_id``. Services verify it (in their shared chassis).
 
 With ``identity.oidc`` set, an ``Authorization: Bearer`` token of that OIDC
-provider is verified by the proxy itself (signature from its JWKS file,
-issuer, audience, expiry) instead.
+provider is verified by the proxy itself, on every request whatever its
+upstream (:meth:`IdentityGate.edge`): signature (keys from the provider's JWKS,
+:mod:`~strangler_proxy.proxy.jwks`), algorithm, issuer, audience, expiry,
+not-before. A token that fails is refused with 401 and
+``WWW-Authenticate: Bearer error="invalid_token"`` (RFC 6750), as is a token
+in the query string (``?access_token=``, which would end up in logs); no such
+request reaches an upstream. Without any provider key, bearer callers get 503.
 
 Anonymous callers get no token. When the resolver cannot answer, a safe
 request (GET, HEAD, OPTIONS) goes on as anonymous, since reads are public and
@@ -37,6 +42,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote_plus
 
 import httpx
 import jwt
@@ -54,12 +60,15 @@ from strangler_proxy.plan import (
     Plan,
 )
 
+from .jwks import JwksCache, KeysUnavailable
+
 __all__ = [
     "IDENTITY_HEADER",
     "Caller",
     "CallerCache",
     "Credentials",
     "IdentityGate",
+    "InvalidBearer",
     "MonolithResolver",
     "OidcVerifier",
     "TokenSigner",
@@ -150,6 +159,17 @@ def _bearer(headers: list[tuple[bytes, bytes]]) -> str | None:
             scheme, _, token = value.decode("latin-1").partition(" ")
             return token.strip() if scheme.lower() == "bearer" else None
     return None
+
+
+def _query_token(query: bytes) -> bool:
+    # RFC 6750 2.3 allows ?access_token=; URIs end up in logs and Referer
+    # headers, so it is refused (RFC 9700 and OAuth 2.1 drop it too). Names
+    # are compared decoded, as the upstream's framework will read them.
+    for pair in query.split(b"&"):
+        name = unquote_plus(pair.split(b"=", 1)[0].decode("latin-1"))
+        if name.strip().lower() == "access_token":
+            return True
+    return False
 
 
 class CallerCache:
@@ -357,35 +377,120 @@ class TokenSigner:
         )
 
 
+class InvalidBearer(Exception):
+    """A bearer token is refused; the message is its RFC 6750 description."""
+
+
+_REFUSALS: tuple[tuple[type[jwt.PyJWTError], str], ...] = (
+    (jwt.ExpiredSignatureError, "the token has expired"),
+    (jwt.ImmatureSignatureError, "the token is not valid yet"),
+    (jwt.InvalidAudienceError, "the token is not meant for this audience"),
+    (jwt.InvalidIssuerError, "the token has the wrong issuer"),
+    (jwt.InvalidSignatureError, "the token signature is invalid"),
+    (jwt.MissingRequiredClaimError, "the token lacks a required claim"),
+)
+
+
 class OidcVerifier:
-    """Verifies an OIDC provider's bearer tokens against its JWKS file."""
+    """Verifies an OIDC provider's bearer tokens against its JWKS."""
 
-    def __init__(self, config: OidcConfig) -> None:
+    def __init__(
+        self,
+        config: OidcConfig,
+        *,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
         self.config = config
-        document = Path(config.jwks).read_text(encoding="utf-8")
-        self._keys = {key.key_id: key for key in jwt.PyJWKSet.from_json(document).keys}
+        self._static: dict[str, jwt.PyJWK] | None = None
+        self.jwks: JwksCache | None = None
+        if config.jwks_url is not None:
+            self.jwks = JwksCache(
+                config.jwks_url,
+                ttl=config.jwks_ttl,
+                min_interval=config.jwks_min_interval,
+                timeout=config.jwks_timeout,
+                transport=transport,
+            )
+        else:
+            assert config.jwks is not None
+            self._static = JwksCache.from_file(Path(config.jwks))
 
-    def verify(self, token: str) -> Caller | None:
-        """The caller in ``token``; None when it is not a valid token for us."""
+    async def _key(self, kid: str | None) -> jwt.PyJWK | None:
+        if self.jwks is not None:
+            return await self.jwks.key(kid)
+        keys = self._static or {}
+        if kid is None:
+            return next(iter(keys.values())) if len(keys) == 1 else None
+        return keys.get(kid)
+
+    async def check(self, token: str) -> Caller:
+        """The caller in ``token``; raise :class:`InvalidBearer` if refused.
+
+        Raises :class:`~strangler_proxy.proxy.jwks.KeysUnavailable` when no key
+        of the provider is known at all.
+        """
+        config = self.config
+        if len(token) > config.max_token_size:
+            raise InvalidBearer("the token is too large")
         try:
             header = jwt.get_unverified_header(token)
-            key = self._keys.get(header.get("kid") or "")
-            if key is None and len(self._keys) == 1 and "kid" not in header:
-                key = next(iter(self._keys.values()))
-            if key is None or header.get("alg") not in self.config.algorithms:
-                return None
+        except jwt.PyJWTError:
+            raise InvalidBearer("the token is malformed") from None
+        algorithm = header.get("alg")
+        # Before any key is looked at: `none` and HMAC never get that far.
+        if algorithm not in config.algorithms:
+            raise InvalidBearer("the token algorithm is not accepted")
+        kid = header.get("kid")
+        if kid is not None and not isinstance(kid, str):
+            raise InvalidBearer("the token is malformed")
+        key = await self._key(kid)
+        if key is None:
+            raise InvalidBearer("the token signing key is unknown")
+        if key.algorithm_name != algorithm:
+            raise InvalidBearer("the token algorithm does not match its key")
+        try:
             claims = jwt.decode(
                 token,
                 key,
-                algorithms=list(self.config.algorithms),
-                audience=self.config.audience,
-                issuer=self.config.issuer,
-                leeway=5,
+                algorithms=[algorithm],
+                audience=config.audience,
+                issuer=config.issuer,
+                leeway=config.leeway,
                 options={"require": ["exp", "iss", "aud", "sub"]},
             )
-        except jwt.PyJWTError:
+        except jwt.PyJWTError as exc:
+            for kind, description in _REFUSALS:
+                if isinstance(exc, kind):
+                    raise InvalidBearer(description) from None
+            raise InvalidBearer("the token is invalid") from None
+        subject = claims["sub"]
+        if not isinstance(subject, str | int) or isinstance(subject, bool):
+            raise InvalidBearer("the token subject is invalid")
+        return Caller(str(subject), claims.get(config.staff_claim) is True)
+
+    async def verify(self, token: str) -> Caller | None:
+        """The caller in ``token``; None when it is refused or keys are missing."""
+        try:
+            return await self.check(token)
+        except (InvalidBearer, KeysUnavailable):
             return None
-        return Caller(str(claims["sub"]), claims.get(self.config.staff_claim) is True)
+
+    async def aclose(self) -> None:
+        """Close the JWKS client."""
+        if self.jwks is not None:
+            await self.jwks.aclose()
+
+
+def _invalid_token(description: str, *, close: bool) -> ProxyError:
+    challenge = f'Bearer error="invalid_token", error_description="{description}"'
+    return ProxyError(
+        401,
+        "invalid_token",
+        description,
+        kind="invalid_token",
+        close=close,
+        headers=((b"www-authenticate", challenge.encode("ascii")),),
+    )
 
 
 class IdentityGate:
@@ -405,17 +510,24 @@ class IdentityGate:
     def from_plan(
         cls, plan: Plan, *, transport: httpx.AsyncBaseTransport | None = None
     ) -> IdentityGate | None:
-        """The gate of ``plan``; None when no upstream wants identity."""
-        if not any(u.identity is not None for u in plan.upstreams.values()):
-            return None
+        """The gate of ``plan``; None when no upstream wants identity and no
+        OIDC provider is configured."""
         config = plan.identity
+        if config.oidc is None and not any(
+            u.identity is not None for u in plan.upstreams.values()
+        ):
+            return None
         name = config.resolver.upstream or plan.default
         upstream = plan.upstreams.get(name)
         if upstream is None:
             raise PlanError(f"identity.resolver.upstream: no upstream named {name!r}")
         try:
             signer = TokenSigner.from_config(config)
-            oidc = OidcVerifier(config.oidc) if config.oidc is not None else None
+            oidc = (
+                OidcVerifier(config.oidc, transport=transport)
+                if config.oidc is not None
+                else None
+            )
         except (OSError, ValueError, jwt.PyJWTError) as exc:
             raise PlanError(f"identity: cannot load keys: {exc}") from exc
         return cls(
@@ -423,6 +535,41 @@ class IdentityGate:
             MonolithResolver(upstream.url, config.resolver, transport=transport),
             oidc,
         )
+
+    async def edge(
+        self, headers: list[tuple[bytes, bytes]], query: bytes, *, has_body: bool
+    ) -> Caller | None:
+        """The caller of a bearer token, checked before routing; None without one.
+
+        Only with an OIDC provider configured. Raises a 401 :class:`ProxyError`
+        for a refused token or a token in the query string, a 503 one when no
+        provider key is known; ``has_body`` closes the connection then.
+        """
+        if self.oidc is None:
+            return None
+        if _query_token(query):
+            raise _invalid_token(
+                "tokens in the query string are not accepted", close=has_body
+            )
+        bearer = _bearer(headers)
+        if bearer is None:
+            return None
+        try:
+            return await self.oidc.check(bearer)
+        except InvalidBearer as exc:
+            logger.debug("bearer token refused: %s", exc)
+            raise _invalid_token(str(exc), close=has_body) from None
+        except KeysUnavailable:
+            logger.warning("no key of the OIDC provider: bearer callers get 503")
+            retry = max(1, int(self.oidc.config.jwks_min_interval + 0.999))
+            raise ProxyError(
+                503,
+                "identity_unavailable",
+                "the token issuer's keys are not available right now",
+                kind="identity_unavailable",
+                close=has_body,
+                headers=((b"retry-after", str(retry).encode()),),
+            ) from None
 
     async def caller(
         self,
@@ -438,7 +585,7 @@ class IdentityGate:
         if self.oidc is not None:
             bearer = _bearer(headers)
             if bearer is not None:
-                return self.oidc.verify(bearer)
+                return await self.oidc.verify(bearer)
         credentials = credentials_from(method, headers, cookies, self.resolver.config)
         try:
             return await self.resolver.resolve(credentials)
@@ -459,5 +606,7 @@ class IdentityGate:
         return self.signer.mint(caller, audience, request_id).encode("ascii")
 
     async def aclose(self) -> None:
-        """Close the resolver's connections."""
+        """Close the resolver's and the JWKS client's connections."""
         await self.resolver.aclose()
+        if self.oidc is not None:
+            await self.oidc.aclose()

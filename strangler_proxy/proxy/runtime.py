@@ -29,6 +29,7 @@ from strangler_proxy.plan import Plan, version_hash
 from strangler_proxy.transport import TransportFactory, create_transport
 
 from .headers import HeaderPolicy
+from .hold import WriteHold
 from .identity import IdentityGate
 from .resilience import RetryBudget
 from .routing import Router
@@ -69,6 +70,8 @@ class Runtime:
             plan.proxy.reserved, permissive=self.permissive_paths
         )
         """Paths never forwarded from clients (404 at the edge)."""
+        self.sidecar = plan.proxy.role == "sidecar"
+        """In front of one service: internal calls pass, with a bearer."""
         self.in_flight = 0
         self.retired = False
         self.closed = False
@@ -273,6 +276,8 @@ class RuntimeHolder:
         self.current = current
         self._retired: list[Runtime] = []
         self._listeners: list[SwapListener] = []
+        self.writes = WriteHold()
+        """Writes held during an ownership handover (:mod:`.hold`)."""
         self.lock = asyncio.Lock()
         """Held by whoever builds a runtime from the current one and swaps it
         in (reloads, promotions, rollbacks), so none is built on a stale one."""

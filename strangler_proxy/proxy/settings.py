@@ -85,7 +85,11 @@ class ProxySettings(BaseModel):
         "connection: its first request's); then 408 and the connection closes.",
     )
     workers: int = Field(
-        1, ge=1, le=1, description="Processes. Only 1: replicas share only the plan."
+        1,
+        ge=1,
+        le=64,
+        description="Worker processes sharing the listening sockets and the "
+        "control store (see docs/reference/replicas.md).",
     )
 
     # Not a field: which settings the operator set explicitly (flag or env).

@@ -48,6 +48,7 @@ from strangler_proxy.parity import (
 from strangler_proxy.parity.redact import redact_target
 from strangler_proxy.plan import ShadowConfig
 
+from . import spans
 from .headers import parse_cookies, upstream_request_headers
 from .identity import IDENTITY_HEADER, IdentityGate
 from .upstreams import ResolvedTimeouts, resolve_timeouts
@@ -183,6 +184,8 @@ class _Job:
     scheme: str
     done: bool = False
     """An outcome was counted: cancelling the task now loses nothing."""
+    trace: Any = None
+    """The request's trace context (:func:`spans.shadow_context`), if traced."""
 
 
 class _TooLarge(Exception):
@@ -311,6 +314,8 @@ class ShadowDispatcher:
             client_ip,
             scheme,
         )
+        if spans.tracer is not None:
+            job.trace = spans.shadow_context()
         if self.closed:
             self._drop(name)
         elif len(self._running) < self.options.max_in_flight:
@@ -354,7 +359,10 @@ class ShadowDispatcher:
     async def _run(self, job: _Job) -> None:
         name = job.capture.route.name
         try:
-            await self._shadow(job)
+            if job.trace is None:
+                await self._shadow(job)
+            else:
+                await spans.traced_shadow(self._shadow, job, name)
         except asyncio.CancelledError:
             raise
         except Exception:  # a shadow must never take anything else down
@@ -408,6 +416,8 @@ class ShadowDispatcher:
                 comparator.compare, job.legacy, service, again
             )
         self._count(name, result.outcome)
+        if job.trace is not None:
+            spans.set_outcome(result.outcome)
         self.store.record(
             name,
             result,
@@ -471,6 +481,10 @@ class ShadowDispatcher:
             if shadow and job.capture.dry_run:
                 headers.append((DRY_RUN_HEADER, b"1"))
             async with asyncio.timeout(_deadline(timeouts)):
+                if job.trace is not None:
+                    return await spans.traced_exchange(
+                        self._exchange, upstream, job, headers, timeouts, shadow=shadow
+                    )
                 return await self._exchange(upstream, job, headers, timeouts)
         finally:
             upstream.bulkhead.release()

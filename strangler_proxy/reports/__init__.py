@@ -20,6 +20,7 @@ from .model import (
     parse_rate,
     parse_since,
     route_report,
+    same_team,
 )
 
 __all__ = [
@@ -31,4 +32,5 @@ __all__ = [
     "parse_rate",
     "parse_since",
     "route_report",
+    "same_team",
 ]

@@ -19,7 +19,7 @@ from strangler_proxy.parity.paths import Segment, format_path
 from ._format import percent, when
 from .model import Report, RouteReport
 
-__all__ = ["LiveRoute", "render_html"]
+__all__ = ["LiveRoute", "example_html", "render_html"]
 
 _NUM = " class=n"
 
@@ -77,7 +77,7 @@ def _routes_table(
 ) -> str:
     if not report.routes and not live:
         return "<p>No parity results in the store for this selection.</p>"
-    heads = ["route", "mode", "legacy / service", "samples", "coverage"]
+    heads = ["route", "owner", "mode", "legacy / service", "samples", "coverage"]
     heads += ["mismatch", "with noise", "errors", "last seen"]
     rows = ["<table id=routes><tr>"]
     rows += [f"<th>{h}</th>" for h in heads]
@@ -91,7 +91,8 @@ def _routes_table(
         split = "-"
         if lv is not None and lv.legacy_requests is not None:
             split = f"{lv.legacy_requests} / {lv.service_requests or 0}"
-        cells = [label, escape(lv.mode) if lv else "-", split]
+        owner = escape(r.owner) if r is not None and r.owner else "-"
+        cells = [label, owner, escape(lv.mode) if lv else "-", split]
         if r is None:
             cells += ["0", "-", "-", "-", "-", "-"]
         else:
@@ -104,7 +105,7 @@ def _routes_table(
                 str(r.errors),
                 when(r.last_seen),
             ]
-        tds = (f"<td{_NUM if i >= 3 else ''}>{c}</td>" for i, c in enumerate(cells))
+        tds = (f"<td{_NUM if i >= 4 else ''}>{c}</td>" for i, c in enumerate(cells))
         rows.append("<tr>" + "".join(tds) + "</tr>")
     rows.append("</table>")
     return "".join(rows)
@@ -155,6 +156,13 @@ def _timeline(points: Sequence[tuple[float, int, int]]) -> str:
         "<h3>Mismatch rate over time</h3>"
         f"<div class=timeline style='height:64px'>{''.join(bars)}</div>"
     )
+
+
+def example_html(example: Mapping[str, Any]) -> str:
+    """A stored example pair: the differing paths with both values, then both
+    bodies side by side with the differing values marked (the dashboard's
+    route page shows it too)."""
+    return _example(example)
 
 
 def _example(example: Mapping[str, Any]) -> str:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import re
 import time
-from dataclasses import asdict, dataclass, field
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field, replace
 from datetime import timedelta
 from typing import Any
 
@@ -20,6 +21,7 @@ __all__ = [
     "parse_rate",
     "parse_since",
     "route_report",
+    "same_team",
 ]
 
 TOP_FIELDS = 10
@@ -63,6 +65,10 @@ class RouteReport:
     skip_reasons: dict[str, int] = field(default_factory=dict)
     example: dict[str, Any] | None = None
     """The newest stored (redacted) example of the top differing field."""
+    owner: str | None = None
+    """The team the plan names as the route's ``owner`` (None: not known)."""
+    lag: int = 0
+    """Comparisons whose differences were sync lag: not in ``compared``."""
 
     @property
     def sample_size(self) -> int:
@@ -84,6 +90,8 @@ class Report:
     generated_at: float
     since: float | None
     routes: tuple[RouteReport, ...]
+    team: str | None = None
+    """Only the routes this team owns (``--team``), or None for all."""
 
     def over(self, rate: float) -> list[RouteReport]:
         """Routes whose mismatch rate (noise excluded) is above ``rate``."""
@@ -94,6 +102,7 @@ class Report:
         return {
             "generated_at": self.generated_at,
             "since": self.since,
+            "team": self.team,
             "routes": [r.to_dict() for r in self.routes],
         }
 
@@ -141,6 +150,7 @@ def route_report(
         fields=fields[:top],
         skip_reasons=store.skip_reasons(route, since),
         example=example,
+        lag=summary.lag if summary is not None else 0,
     )
 
 
@@ -149,11 +159,19 @@ def _seen(group: FieldGroup) -> tuple[float, float]:
 
 
 def build_report(
-    store: ParityStore, *, route: str | None = None, since: float | None = None
+    store: ParityStore,
+    *,
+    route: str | None = None,
+    since: float | None = None,
+    owners: Mapping[str, str | None] | None = None,
+    team: str | None = None,
 ) -> Report:
     """Reports of every route in the store (or just ``route``).
 
     ``since`` is an age in seconds back from now, or None for everything.
+    ``owners`` maps route names to their owning team (the plan's ``owner``);
+    with ``team``, only the routes that team owns are reported (compared
+    case-insensitively).
     Raises :class:`~strangler_proxy.exceptions.UnknownRouteError` when
     ``route`` has no results in the store at all (a known route with none in
     ``since`` is reported, with zeros).
@@ -166,11 +184,21 @@ def build_report(
         if route not in known:
             raise UnknownRouteError(route, known, "in the parity store")
         names = [route]
+    owners = owners or {}
+    if team is not None:
+        names = [n for n in names if same_team(owners.get(n), team)]
+    routes = (route_report(store, name, window) for name in names)
     return Report(
         generated_at=now,
         since=now - since if since is not None else None,
-        routes=tuple(route_report(store, name, window) for name in names),
+        routes=tuple(replace(r, owner=owners.get(r.route)) for r in routes),
+        team=team,
     )
+
+
+def same_team(owner: str | None, team: str) -> bool:
+    """Whether ``owner`` (a route's) is ``team``, ignoring case and spaces."""
+    return owner is not None and owner.strip().casefold() == team.strip().casefold()
 
 
 def known_routes(store: ParityStore) -> list[str]:

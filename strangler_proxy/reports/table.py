@@ -15,15 +15,21 @@ __all__ = ["render_table"]
 
 
 def _summary(report: Report) -> Table:
-    table = Table(title="Parity by route")
-    for name in ("route", "samples", "coverage", "mismatch", "with noise", "errors"):
-        table.add_column(name, justify="left" if name == "route" else "right")
+    title = "Parity by route" + (f" (team {report.team})" if report.team else "")
+    table = Table(title=title)
+    owners = any(r.owner for r in report.routes)
+    table.add_column("route")
+    if owners:
+        table.add_column("owner")
+    for name in ("samples", "coverage", "mismatch", "with noise", "errors"):
+        table.add_column(name, justify="right")
     table.add_column("first seen")
     table.add_column("last seen")
     for r in report.routes:
         style = "red" if r.mismatched else "green"
         table.add_row(
             r.route,
+            *([r.owner or "-"] if owners else []),
             str(r.sample_size),
             percent(r.coverage),
             f"[{style}]{percent(r.mismatch_rate)}[/{style}]",
@@ -66,7 +72,8 @@ def render_table(report: Report, file: IO[str], *, colour: bool | None = None) -
         highlight=False,
     )
     if not report.routes:
-        console.print("No parity results in the store for this selection.")
+        team = f" of team {report.team}" if report.team else ""
+        console.print(f"No parity results in the store for this selection{team}.")
         return
     console.print(_summary(report))
     for route in report.routes:

@@ -16,7 +16,11 @@ Loaded like a plan (:func:`load_sync`): YAML into frozen pydantic models with
         token_env: STRANGLER_INTERNAL_TOKEN   # the default
 
 The file names where the relay's credential comes from (``token_env``, an
-environment variable), never the secret itself. Every field is documented in
+environment variable), never the secret itself. With a top-level ``oidc:
+{issuer, client_id_env, client_secret_env}`` (or a subscriber's own
+``client_id_env``/``client_secret_env``) the relay sends a client-credentials
+token of that provider instead of the shared token
+(``docs/reference/zero-trust.md``). Every field is documented in
 ``docs/reference/sync.md``.
 """
 
@@ -35,6 +39,7 @@ __all__ = [
     "DEFAULT_TOKEN_ENV",
     "Backoff",
     "Ownership",
+    "RelayOidc",
     "RelaySettings",
     "Subscriber",
     "SyncConfig",
@@ -103,6 +108,20 @@ class RelaySettings(_Model):
     timeout: Duration = 5.0
     max_attempts: int = Field(default=8, ge=1)
     backoff: Backoff = Backoff()
+    dependency_retry: Duration = 60.0
+    """The longest an event answered ``dependency_missing`` is held back. It
+    is sent again sooner, as soon as the relay has sent what else was due and
+    delivered something since; the bound serves a relay that restarted (it
+    forgets what it held) or never catches up."""
+    dependency_wait: Duration = 600.0
+    """How long an event may wait for its dependency before each
+    ``dependency_missing`` is charged as a rejection."""
+
+    @model_validator(mode="after")
+    def _positive(self) -> RelaySettings:
+        if self.dependency_retry <= 0:
+            raise ValueError("dependency_retry must be greater than zero")
+        return self
 
 
 class Subscriber(_Model):
@@ -114,6 +133,11 @@ class Subscriber(_Model):
     token_env: str = DEFAULT_TOKEN_ENV
     """The environment variable whose value the relay sends as ``Authorization:
     Bearer <token>``."""
+    client_id_env: str | None = None
+    """With ``oidc``: the variable holding the client id the relay uses for
+    this subscriber (default: ``oidc.client_id_env``)."""
+    client_secret_env: str | None = None
+    """With ``oidc``: the variable holding that client's secret."""
 
     @field_validator("url")
     @classmethod
@@ -147,6 +171,11 @@ class Subscriber(_Model):
     @classmethod
     def _token_env(cls, value: str) -> str:
         return _env_name(value)
+
+    @field_validator("client_id_env", "client_secret_env")
+    @classmethod
+    def _client_env(cls, value: str | None) -> str | None:
+        return None if value is None else _env_name(value)
 
     def wants(self, event_type: str) -> bool:
         """Whether this subscriber receives events of ``event_type``."""
@@ -199,6 +228,30 @@ class Ownership(_Model):
         return tuple(sorted(t for t, o in self.owners.items() if o == service))
 
 
+class RelayOidc(_Model):
+    """The relay's client of an OIDC provider (client credentials): every
+    subscriber then gets a token whose audience is the subscriber's name
+    (``monolith`` for the ownership relay), not the shared token."""
+
+    issuer: str = Field(min_length=1, max_length=2000)
+    token_url: str | None = None
+    """Default ``<issuer>/token/`` (the bundled provider's)."""
+    client_id_env: str = "STRANGLER_RELAY_CLIENT_ID"
+    client_secret_env: str = "STRANGLER_RELAY_CLIENT_SECRET"
+
+    @field_validator("issuer", "token_url")
+    @classmethod
+    def _url(cls, value: str | None) -> str | None:
+        if value is not None and not re.match(r"^https?://[^\s]+$", value):
+            raise ValueError(f"must be an http(s) URL, not {value!r}")
+        return None if value is None else value.rstrip("/")
+
+    @field_validator("client_id_env", "client_secret_env")
+    @classmethod
+    def _env(cls, value: str) -> str:
+        return _env_name(value)
+
+
 class SyncConfig(_Model):
     """The whole sync file."""
 
@@ -209,6 +262,19 @@ class SyncConfig(_Model):
     relay: RelaySettings = RelaySettings()
     subscribers: dict[str, Subscriber] = Field(min_length=1)
     ownership: Ownership = Ownership()
+    oidc: RelayOidc | None = None
+    """Client credentials instead of the shared token (see :class:`RelayOidc`)."""
+
+    @model_validator(mode="after")
+    def _oidc_for_clients(self) -> SyncConfig:
+        if self.oidc is None:
+            for name, sub in self.subscribers.items():
+                if sub.client_id_env or sub.client_secret_env:
+                    raise ValueError(
+                        f"subscribers.{name}: client_id_env/client_secret_env need "
+                        "a top-level oidc: {issuer: ...} (the provider to ask)"
+                    )
+        return self
 
     @model_validator(mode="after")
     def _owners_are_subscribers(self) -> SyncConfig:

@@ -11,10 +11,19 @@ Store methods are synchronous (the Django ORM is); the relay calls them from
 one worker thread. A store call that fails because the database is busy
 (:func:`is_busy`) changed nothing and may be made again.
 
-Two more abilities are optional, and the relay uses them when a store has
-them: :class:`Lockable` (``lock()``: one relay per outbox at a time) and
+Each envelope a store hands out carries ``previous_sequence``: the sequence of
+the aggregate's previous event *addressed to that subscriber* (None when there
+is none). Events a subscriber is not sent (types it does not subscribe to, an
+owner's own changes recorded ``suppressed``) leave gaps in its sequences; with
+``previous_sequence`` the relay vouches for them, so the subscriber's ingest
+never waits for an event that will not come (``docs/reference/sync.md``).
+
+Three more abilities are optional, and the relay uses them when a store has
+them: :class:`Lockable` (``lock()``: one relay per outbox at a time),
 :class:`RefusalLog` (a subscriber refusing the relay's credential, kept where
-``strangler relay parked`` and the next relay can see it).
+``strangler relay parked`` and the next relay can see it) and
+:class:`Deferrable` (``mark_waiting()``: an event held until what it depends on
+has arrived, without counting a failure).
 """
 
 from __future__ import annotations
@@ -32,6 +41,7 @@ from .config import matches
 from .lock import HeldLock, ProcessLock
 
 __all__ = [
+    "Deferrable",
     "Lag",
     "Lockable",
     "MemoryOutbox",
@@ -166,6 +176,19 @@ class Lockable(Protocol):
 
 
 @runtime_checkable
+class Deferrable(Protocol):
+    """A store that can hold an event back without charging it an attempt."""
+
+    def mark_waiting(
+        self, subscriber: str, event_id: str, reason: str, retry_at: dt.datetime
+    ) -> None:
+        """The subscriber cannot apply the event yet (``dependency_missing``):
+        hand it out again, and nothing after it of its aggregate, from
+        ``retry_at``; its attempt count stays as it is."""
+        ...
+
+
+@runtime_checkable
 class RefusalLog(Protocol):
     """A store that keeps which subscribers refuse the relay's credential."""
 
@@ -187,6 +210,7 @@ class _Delivery:
     attempts: int = 0
     last_error: str = ""
     next_attempt_at: dt.datetime | None = None
+    suppressed: bool = False
 
 
 @dataclass
@@ -252,24 +276,38 @@ class MemoryOutbox:
     def _wanted(self, subscriber: str, patterns: Sequence[str]) -> list[Envelope]:
         return [e for e in self.events if any(matches(p, e["type"]) for p in patterns)]
 
+    def suppress(self, subscriber: str, event_id: str) -> None:
+        """Never send ``event_id`` to ``subscriber`` (its origin, or the owner
+        of a snapshot's aggregate): delivered without sending."""
+        with self._lock:
+            d = self._deliveries.setdefault((subscriber, event_id), _Delivery())
+            d.status, d.suppressed = "delivered", True
+
     def next_batch(
         self, subscriber: str, patterns: Sequence[str], limit: int, now: dt.datetime
     ) -> list[Pending]:
         with self._lock:
             blocked: set[tuple[str, str]] = set()
+            # The last sequence addressed to the subscriber, per aggregate.
+            addressed: dict[tuple[str, str], int] = {}
             batch: list[Pending] = []
             for event in self._wanted(subscriber, patterns):
                 d = self._deliveries.setdefault(
                     (subscriber, event["event_id"]), _Delivery()
                 )
                 key = (event["aggregate_type"], event["aggregate_id"])
+                previous = addressed.get(key)
+                if not d.suppressed:
+                    addressed[key] = event["sequence"]
                 if d.status == "delivered" or key in blocked:
                     continue
                 waiting = d.next_attempt_at is not None and d.next_attempt_at > now
                 if d.status == "parked" or waiting:
                     blocked.add(key)
                     continue
-                batch.append(Pending(event, d.attempts))
+                batch.append(
+                    Pending({**event, "previous_sequence": previous}, d.attempts)
+                )
                 if d.attempts:
                     blocked.add(key)  # a retry travels alone for its aggregate
                 if len(batch) >= limit:
@@ -294,6 +332,13 @@ class MemoryOutbox:
             d.next_attempt_at = retry_at
             if retry_at is None:
                 d.status = "parked"
+
+    def mark_waiting(
+        self, subscriber: str, event_id: str, reason: str, retry_at: dt.datetime
+    ) -> None:
+        with self._lock:
+            d = self._deliveries.setdefault((subscriber, event_id), _Delivery())
+            d.last_error, d.next_attempt_at = reason, retry_at
 
     def lag(self, subscriber: str, patterns: Sequence[str], now: dt.datetime) -> Lag:
         with self._lock:
@@ -330,7 +375,7 @@ class MemoryOutbox:
         with self._lock:
             count = 0
             for (name, eid), d in self._deliveries.items():
-                if eid == event_id and subscriber in (None, name):
+                if eid == event_id and subscriber in (None, name) and not d.suppressed:
                     d.status, d.attempts, d.next_attempt_at = "pending", 0, None
                     count += 1
             return count

@@ -46,6 +46,8 @@ __all__ = [
     "RELAY_TABLES",
     "ServiceOutbox",
     "apply_owners",
+    "current_owners",
+    "planned_owners",
     "reverse_config",
 ]
 
@@ -67,18 +69,32 @@ def reverse_config(config: SyncConfig, service: str) -> SyncConfig:
     return config.model_copy(update={"subscribers": {MONOLITH: monolith}})
 
 
-def apply_owners(adapter: MonolithAdapter, config: SyncConfig) -> dict[str, str]:
-    """Make the monolith's ownership table match the sync file; returns the
-    owner of every aggregate type that records events."""
+def planned_owners(adapter: MonolithAdapter, config: SyncConfig) -> dict[str, str]:
+    """The owner the sync file gives every aggregate type that records events,
+    changing nothing; :class:`LookupError` for a type the monolith lacks."""
     known = set(adapter.aggregate_types())
     unknown = sorted(set(config.ownership.owners) - known)
     if unknown:
         raise LookupError(f"the monolith has no aggregate type {', '.join(unknown)}")
-    owners: dict[str, str] = {}
-    for aggregate_type in sorted(known):
-        owner = config.ownership.owners.get(aggregate_type, MONOLITH)
+    return {t: config.ownership.owners.get(t, MONOLITH) for t in sorted(known)}
+
+
+def current_owners(adapter: MonolithAdapter) -> dict[str, str]:
+    """Who writes each aggregate type now, as the monolith records it.
+
+    Uses the adapter's optional ``owners()``; an adapter without it is taken
+    to have every type owned by the monolith."""
+    read = getattr(adapter, "owners", None)
+    found: dict[str, str] = dict(read()) if callable(read) else {}
+    return {t: found.get(t, MONOLITH) for t in adapter.aggregate_types()}
+
+
+def apply_owners(adapter: MonolithAdapter, config: SyncConfig) -> dict[str, str]:
+    """Make the monolith's ownership table match the sync file; returns the
+    owner of every aggregate type that records events."""
+    owners = planned_owners(adapter, config)
+    for aggregate_type, owner in owners.items():
         adapter.set_owner(aggregate_type, owner)
-        owners[aggregate_type] = owner
     return owners
 
 

@@ -17,6 +17,16 @@ Guarantees, per subscriber (``docs/reference/sync.md``):
   ``strangler relay parked``, sent again by ``strangler relay replay``). When a
   whole batch is rejected (HTTP 4xx/500), its events are retried one at a time
   so one poison event cannot charge its neighbours.
+- **Waiting is not failing.** ``dependency_missing`` (the event needs a row
+  that has not arrived: a stock level before its product) holds the event back
+  without charging an attempt or logging a warning, when the store can
+  (:class:`~.outbox.Deferrable`). What it waits for is nearly always further on
+  in the outbox, so a held event is sent again as soon as the relay has sent
+  what else was due and delivered something since it was held; at the latest
+  after ``relay.dependency_retry``. Retrying sooner would resend the same
+  early events over and over and never reach the rows they need. An event
+  still waiting after ``relay.dependency_wait`` is charged like an ``error``
+  from then on, so a dependency that never comes ends up parked.
 - **Refused is the relay's own fault.** Each request carries the relay's
   credential (:mod:`.credentials`). A 401 or 403 means the subscriber refuses
   it: that is the relay's configuration, not the event's, so no event is
@@ -52,10 +62,13 @@ from typing import Any, TypeVar
 
 import httpx
 
+from strangler_proxy.observe.tracing import start_deliveries
+
 from .config import Subscriber, SyncConfig
-from .credentials import internal_credential
+from .credentials import relay_auth
 from .lock import HeldLock
 from .outbox import (
+    Deferrable,
     Lag,
     Lockable,
     OutboxStore,
@@ -66,13 +79,17 @@ from .outbox import (
     utcnow,
 )
 
-__all__ = ["OK_STATUSES", "Relay", "SubscriberStats"]
+__all__ = ["OK_STATUSES", "WAIT_STATUSES", "Relay", "SubscriberStats"]
 
 log = logging.getLogger("strangler.relay")
 
 # Per-event results that mean "the service has this event"; anything else is a
 # rejection. "stale": the service already holds a later sequence.
 OK_STATUSES = frozenset({"applied", "duplicate", "stale", "ignored"})
+# Per-event results that mean "not yet": the event is held back briefly and
+# sent again once the relay has caught up, not charged (until
+# relay.dependency_wait has passed).
+WAIT_STATUSES = frozenset({"dependency_missing"})
 _OUTAGE_STATUSES = frozenset({429, 502, 503, 504})
 # The subscriber refuses the relay's credential.
 _REFUSED_STATUSES = frozenset({401, 403})
@@ -108,6 +125,8 @@ class SubscriberStats:
     delivered: int = 0
     rejected: int = 0
     parked: int = 0
+    waits: int = 0
+    """``dependency_missing`` answers: events held back, not charged."""
     outages: int = 0
     requests: int = 0
     consecutive_outages: int = 0
@@ -127,6 +146,7 @@ class SubscriberStats:
             "delivered": self.delivered,
             "rejected": self.rejected,
             "parked": self.parked,
+            "waits": self.waits,
             "outages": self.outages,
             "requests": self.requests,
             "available": self.consecutive_outages == 0,
@@ -154,6 +174,7 @@ class SubscriberStats:
 class _Outcome:
     delivered: list[str] = field(default_factory=list)
     failed: list[tuple[Pending, str]] = field(default_factory=list)
+    waiting: list[tuple[Pending, str]] = field(default_factory=list)
     refused: _Refused | None = None
 
 
@@ -167,7 +188,9 @@ class Relay:
             await relay.drain()          # strangler relay --once
             await relay.run(stop_event)  # until stop_event is set
 
-    Each subscriber's credential is read from its ``token_env`` in
+    Each subscriber's credential is read from its ``token_env`` (or, with the
+    sync file's ``oidc``, its client id and secret variables: a
+    client-credentials token, :func:`.credentials.relay_auth`) in
     ``environ`` (default ``os.environ``) when the relay is made: a variable
     that is not set raises :class:`~strangler_proxy.exceptions.CredentialError`
     naming it. Entering raises :class:`~strangler_proxy.exceptions.LockHeld`
@@ -189,7 +212,7 @@ class Relay:
         self.store = store
         # Read now: a missing credential stops the relay before it starts.
         self._credentials = {
-            name: internal_credential(name, sub.token_env, environ)
+            name: relay_auth(name, sub, config.oidc, environ)
             for name, sub in config.subscribers.items()
         }
         self._accepted: set[str] = set()
@@ -202,6 +225,13 @@ class Relay:
         self._clients: dict[str, httpx.AsyncClient] = {}
         self._executor: ThreadPoolExecutor | None = None
         self.busy_retries = BUSY_RETRIES
+        # (subscriber, event_id) -> when it first answered dependency_missing.
+        self._waiting_since: dict[tuple[str, str], dt.datetime] = {}
+        # Per subscriber, the events held back: event_id -> (its subscriber's
+        # delivered count before the batch that held it, the reason).
+        self._holding: dict[str, dict[str, tuple[int, str]]] = {
+            name: {} for name in config.subscribers
+        }
 
     async def __aenter__(self) -> Relay:
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="relay-store")
@@ -218,7 +248,7 @@ class Relay:
                 base_url=sub.url,
                 timeout=timeout,
                 transport=self._transport,
-                headers=self._credentials[name],
+                auth=self._credentials[name],
             )
         return self
 
@@ -271,7 +301,14 @@ class Relay:
         subscribers = {name: s.as_dict(now) for name, s in self._stats.items()}
         totals: dict[str, Any] = {
             key: sum(s[key] for s in subscribers.values())
-            for key in ("delivered", "rejected", "parked", "outages", "requests")
+            for key in (
+                "delivered",
+                "rejected",
+                "parked",
+                "waits",
+                "outages",
+                "requests",
+            )
         }
         totals["refusing"] = sorted(n for n, s in self._stats.items() if s.refused)
         return {**totals, "subscribers": subscribers}
@@ -300,6 +337,11 @@ class Relay:
         batch = await self._call(
             self.store.next_batch, name, sub.events, self.batch, now
         )
+        if len(batch) < self.batch and await self._wake(name, now) and not batch:
+            # Caught up: the held events whose dependency may have come.
+            batch = await self._call(
+                self.store.next_batch, name, sub.events, self.batch, now
+            )
         if not batch:
             return 0
         try:
@@ -385,10 +427,17 @@ class Relay:
         client = self._clients[name]
         self._stats[name].requests += 1
         body = {"events": [p.envelope for p in batch]}
+        traced = start_deliveries(name, body["events"])  # None: tracing off
+        if traced is not None:
+            body["events"] = traced.envelopes
         try:
             response = await client.post(sub.path, json=body)
         except httpx.TransportError as exc:
+            if traced is not None:
+                traced.end(error=type(exc).__name__)
             raise _Unavailable(f"{type(exc).__name__}: {exc}") from exc
+        if traced is not None:
+            traced.end(response.status_code)
         if response.status_code in _OUTAGE_STATUSES:
             raise _Unavailable(f"HTTP {response.status_code}")
         state = self._stats[name]
@@ -423,7 +472,8 @@ class Relay:
                 single = _Outcome(failed=[(pending, str(exc))])
             outcome.delivered += single.delivered
             outcome.failed += single.failed
-            if single.failed:
+            outcome.waiting += single.waiting
+            if single.failed or single.waiting:
                 failed.add(pending.aggregate)
         return outcome
 
@@ -473,15 +523,48 @@ class Relay:
         state.retry_at = self._clock() + dt.timedelta(seconds=delay)
         log.warning("relay: %s unavailable (%s); retry in %.2fs", name, error, delay)
 
+    async def _wake(self, name: str, now: dt.datetime) -> int:
+        """Make due the held events of ``name`` that something was delivered
+        after; returns how many."""
+        held = self._holding[name]
+        if not held or not isinstance(self.store, Deferrable):
+            return 0
+        delivered = self._stats[name].delivered
+        due = [(eid, why) for eid, (at, why) in held.items() if delivered > at]
+        for event_id, reason in due:
+            await self._call(self.store.mark_waiting, name, event_id, reason, now)
+            del held[event_id]
+        return len(due)
+
     async def _record(self, name: str, outcome: _Outcome) -> None:
         state = self._stats[name]
         now = self._clock()
+        before = state.delivered
         if outcome.delivered:
             await self._call(self.store.mark_delivered, name, outcome.delivered, now)
             state.delivered += len(outcome.delivered)
             state.last_delivery_at = now
+            for event_id in outcome.delivered:
+                self._waiting_since.pop((name, event_id), None)
+                self._holding[name].pop(event_id, None)
         settings = self.config.relay
-        for pending, error in outcome.failed:
+        failed = list(outcome.failed)
+        for pending, reason in outcome.waiting:
+            since = self._waiting_since.setdefault((name, pending.event_id), now)
+            waited = (now - since).total_seconds()
+            if not isinstance(self.store, Deferrable) or (
+                waited > settings.dependency_wait
+            ):
+                # A dependency that does not come is a failure after all.
+                failed.append((pending, f"{reason} (waited {waited:.0f}s)"))
+                continue
+            hold = now + dt.timedelta(seconds=settings.dependency_retry)
+            await self._call(
+                self.store.mark_waiting, name, pending.event_id, reason, hold
+            )
+            self._holding[name][pending.event_id] = (before, reason)
+            state.waits += 1
+        for pending, error in failed:
             attempts = pending.attempts + 1
             retry_at: dt.datetime | None = None
             if attempts < settings.max_attempts:
@@ -494,6 +577,8 @@ class Relay:
             state.last_error = error
             if retry_at is None:
                 state.parked += 1
+                self._waiting_since.pop((name, pending.event_id), None)
+                self._holding[name].pop(pending.event_id, None)
                 log.error(
                     "relay: parked event %s for %s after %d attempts: %s",
                     pending.event_id,
@@ -552,5 +637,8 @@ def _outcome(batch: Sequence[Pending], response: httpx.Response) -> _Outcome:
             failed.add(pending.aggregate)
             detail = item.get("detail") or item.get("error") if item else None
             reason = f"{status}: {detail}" if detail else status
-            outcome.failed.append((pending, reason))
+            if status in WAIT_STATUSES:
+                outcome.waiting.append((pending, reason))
+            else:
+                outcome.failed.append((pending, reason))
     return outcome

@@ -43,8 +43,10 @@ __all__ = ["H1Transport"]
 
 _HIGH_WATER = 4
 """Body chunks buffered before reading from the upstream pauses."""
-_KEEPALIVE = 30.0
-"""Seconds an idle pooled connection is kept (aiohttp's default too)."""
+_KEEPALIVE = 4.0
+"""Seconds an idle pooled connection is kept: below uvicorn's default 5 s
+keep-alive, so the upstream rarely closes a connection as it is reused (the
+aiohttp transport's figure too)."""
 _MAX_IDLE = 256
 
 

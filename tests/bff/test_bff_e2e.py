@@ -4,24 +4,32 @@ caller's credentials."""
 
 from __future__ import annotations
 
+import json
+import subprocess
 from pathlib import Path
 
 import httpx
 import pytest
 
 from tests.support.monolith import monolith_server, seed_database
-from tests.support.processes import PYTHON, ServerProcess, free_port
+from tests.support.processes import PYTHON, ROOT, ServerProcess, free_port
 from tests.support.proxy import build_plan, dump_plan, proxy_server
 
 pytestmark = pytest.mark.e2e
 
 
 def test_phone_and_web_through_one_proxy(tmp_path: Path) -> None:
-    env = {"DATABASE_URL": f"sqlite:///{tmp_path / 'shop.sqlite3'}"}
-    seed_database(env)
-    monolith, monolith_url = monolith_server(env)
     proxy_port, bff_port, dead_port = free_port(), free_port(), free_port()
     proxy_url = f"http://127.0.0.1:{proxy_port}"
+    env = {
+        "DATABASE_URL": f"sqlite:///{tmp_path / 'shop.sqlite3'}",
+        # The provider is reached through the proxy, so that is its address.
+        "MONOLITH_OIDC_ISSUER": f"{proxy_url}/o",
+        "MONOLITH_OIDC_KEYS_DIR": str(tmp_path / "oidc" / "keys"),
+        "MONOLITH_OIDC_SECRETS_DIR": str(tmp_path / "oidc" / "clients"),
+    }
+    seed_database(env)
+    monolith, monolith_url = monolith_server(env)
     plan = build_plan(
         {
             "monolith": monolith_url,
@@ -60,6 +68,15 @@ def test_phone_and_web_through_one_proxy(tmp_path: Path) -> None:
         f"http://127.0.0.1:{bff_port}/ready",
         env={"BFF_MOBILE_API_URL": proxy_url, "BFF_MOBILE_OPTIONAL_TIMEOUT": "1"},
     )
+    document = plan.model_dump(mode="json", exclude_none=True)
+    document["identity"] = {
+        "oidc": {
+            "issuer": f"{proxy_url}/o",
+            "audience": "shop",
+            "jwks_url": f"{monolith_url}/o/.well-known/jwks.json",
+        }
+    }
+    plan = type(plan).model_validate(document)
     proxy = proxy_server(dump_plan(plan, tmp_path / "plan.yaml"), port=proxy_port)
     with monolith, bff, proxy, httpx.Client(base_url=proxy_url, timeout=20) as http:
         token = http.post(
@@ -107,3 +124,34 @@ def test_phone_and_web_through_one_proxy(tmp_path: Path) -> None:
                 "created_at",
                 "item_count",
             }
+
+        # The phone app: PKCE sign-in through the proxy, then the BFF with
+        # the access token (verified at the edge, then by the monolith).
+        tokens = tmp_path / "tokens.json"
+        client = [PYTHON, str(ROOT / "examples" / "mobile_client.py")]
+        client += ["--shop", proxy_url, "--token-file", str(tokens)]
+        denied = subprocess.run(
+            [*client, "--username", "customer1", "--password", "wrong", "me"],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert denied.returncode == 1 and "sign-in failed" in denied.stderr
+        signed_in = subprocess.run(
+            [*client, "--username", "customer1", "--password", "password", "me"],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert signed_in.returncode == 0, signed_in.stderr
+        assert json.loads(signed_in.stdout)["username"] == "customer1"
+        # The saved token is used again, without the password.
+        card = subprocess.run(
+            [*client, "product", "1"], capture_output=True, text=True, timeout=120
+        )
+        assert card.returncode == 0, card.stderr
+        assert json.loads(card.stdout)["id"] == 1
+        # A forged bearer never reaches the BFF.
+        forged = http.get("/m/api/me/", headers={"Authorization": "Bearer a.b.c"})
+        assert forged.status_code == 401
+        assert "invalid_token" in forged.headers["www-authenticate"]

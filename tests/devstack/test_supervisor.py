@@ -464,6 +464,9 @@ def test_stack_skips_services_whose_code_is_missing(tmp_path: Path) -> None:
     assert [reason.split(":")[0] for reason in stack.skipped] == [
         "catalog",
         "inventory",
+        "payments",
+        "orders",
+        "bff_mobile",
     ]
     monolith, proxy = stack.specs
     assert monolith.env["DATABASE_URL"] == f"sqlite:///{tmp_path}/monolith.sqlite3"
@@ -658,3 +661,52 @@ def test_owner_relay_gets_the_default_service_database(tmp_path: Path) -> None:
     assert by_name["owner-relay-catalog"].env["CATALOG_DATABASE_URL"] == default
     # Nothing to rewrite on the default ports: the user's own file is used.
     assert stack.sync == sync
+
+
+def test_services_are_told_where_the_services_they_call_are(tmp_path: Path) -> None:
+    for name in ("inventory", "payments", "orders", "bff_mobile"):
+        app = tmp_path / "extracted" / name / "app.py"
+        app.parent.mkdir(parents=True)
+        app.write_text("")
+    config = StackConfig(
+        plan=PLAN,
+        app=SHOP,
+        var_dir=tmp_path,
+        root=tmp_path,
+        environ={},
+        port=9080,
+        service_ports={"inventory": 9102, "payments": 9103, "orders": 9104},
+    )
+    by_name = {spec.name: spec for spec in build_stack(config).specs}
+    orders = by_name["orders"].env
+    assert orders["ORDERS_INVENTORY_URL"] == "http://127.0.0.1:9102"
+    assert orders["ORDERS_PAYMENTS_URL"] == "http://127.0.0.1:9103"
+    assert orders["ORDERS_DATABASE_URL"] == f"sqlite:///{tmp_path}/orders.sqlite3"
+    # The BFF calls the API through the proxy, on the port this `up` chose.
+    assert by_name["bff_mobile"].env["BFF_MOBILE_API_URL"] == "http://127.0.0.1:9080"
+    assert "ORDERS_INVENTORY_URL" not in by_name["inventory"].env
+
+
+def test_with_sidecars_everything_calls_the_sidecars(tmp_path: Path) -> None:
+    for name in ("catalog", "inventory", "payments", "orders"):
+        app = tmp_path / "extracted" / name / "app.py"
+        app.parent.mkdir(parents=True)
+        app.write_text("")
+    config = StackConfig(
+        plan=PLAN,
+        app=SHOP,
+        var_dir=tmp_path,
+        root=tmp_path,
+        environ={},
+        sidecars=True,
+        service_ports={"catalog": 7101, "inventory": 7102},
+    )
+    stack = build_stack(config)
+    by_name = {spec.name: spec for spec in stack.specs}
+    sidecar = by_name["catalog-sidecar"]
+    assert sidecar.argv[sidecar.argv.index("--upstream") + 1] == "http://127.0.0.1:7101"
+    assert sidecar.argv[sidecar.argv.index("--listen") + 1] == "127.0.0.1:8101"
+    assert sidecar.depends_on == ["catalog"]
+    assert by_name["orders"].env["ORDERS_INVENTORY_URL"] == "http://127.0.0.1:8102"
+    # The services' own ports are not what the proxy's plan names.
+    assert stack.urls["catalog"] == "http://127.0.0.1:8101/"

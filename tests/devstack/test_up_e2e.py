@@ -27,6 +27,15 @@ MAIN = "import sys; from strangler_proxy.cli import main; sys.exit(main())"
 BANNER_END = "Press Ctrl-C to stop everything."
 
 
+def other_service_ports() -> list[str]:
+    """Free ports for the services a test does not look at (never the defaults:
+    another program may hold them)."""
+    flags = []
+    for name in ("payments", "orders", "bff-mobile"):
+        flags += [f"--{name}-port", str(free_port())]
+    return flags
+
+
 def alive(pid: int) -> bool:
     """True while ``pid`` is a running (not zombie) process."""
     try:
@@ -184,6 +193,7 @@ def test_up_runs_the_extracted_services_on_the_ports_given(tmp_path: Path) -> No
     ]
     command += ["--catalog-port", str(catalog_port)]
     command += ["--inventory-port", str(free_port())]
+    command += other_service_ports()
     proxy_port = command[command.index("--port") + 1]
     up = ServerProcess(
         command,
@@ -222,6 +232,7 @@ def test_up_with_a_sync_file_runs_the_relays_and_backfill_runs_beside_it(
     ]
     command += ["--catalog-port", str(catalog_port)]
     command += ["--inventory-port", str(free_port()), "--sync", str(sync)]
+    command += other_service_ports()
     proxy_port = command[command.index("--port") + 1]
     up = ServerProcess(
         command,

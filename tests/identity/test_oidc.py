@@ -12,7 +12,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from strangler_proxy.exceptions import PlanError
-from strangler_proxy.plan import Plan
+from strangler_proxy.plan import OidcConfig, Plan, load_plan
 from strangler_proxy.proxy.identity import Caller, IdentityGate
 
 pytestmark = pytest.mark.anyio
@@ -115,3 +115,58 @@ async def test_symmetric_algorithms_are_refused(
 def test_missing_provider_keys_are_a_plan_error(tmp_path: Path, keys: Path) -> None:
     with pytest.raises(PlanError, match="cannot load keys"):
         gate(tmp_path, tmp_path / "missing.json")
+
+
+PLAN_HEAD = """\
+default: legacy
+upstreams:
+  legacy: {url: "http://127.0.0.1:9"}
+identity:
+  oidc:
+    issuer: https://idp.example
+    audience: shop
+"""
+
+
+@pytest.mark.parametrize(
+    ("oidc", "problem"),
+    [
+        (
+            "    jwks_url: http://idp/jwks\n    algorithms: [RS256, HS256]\n",
+            "plan.yaml:9: identity.oidc.algorithms[1]: Input should be 'RS256', "
+            "'ES256' or 'EdDSA' (got 'HS256')",
+        ),
+        (
+            "    jwks_url: http://idp/jwks\n    algorithms: [none]\n",
+            "plan.yaml:9: identity.oidc.algorithms[0]",
+        ),
+        (
+            "    jwks_url: file:///etc/jwks.json\n",
+            "plan.yaml:8: identity.oidc.jwks_url: must be an http:// or https:// URL",
+        ),
+        (
+            "    jwks_url: http://idp/jwks\n    jwks: idp.json\n",
+            "plan.yaml:5: identity.oidc: set exactly one of `jwks_url` and `jwks`",
+        ),
+        ("    leeway: 5s\n", "set exactly one of `jwks_url` and `jwks`"),
+        (
+            "    jwks_url: http://idp/jwks\n    jwks_min_interval: 0\n",
+            "plan.yaml:9: identity.oidc.jwks_min_interval",
+        ),
+    ],
+)
+def test_oidc_settings_are_validated_with_file_and_line(
+    tmp_path: Path, oidc: str, problem: str
+) -> None:
+    plan = tmp_path / "plan.yaml"
+    plan.write_text(PLAN_HEAD + oidc)
+    with pytest.raises(PlanError) as raised:
+        load_plan(plan)
+    assert problem in str(raised.value)
+
+
+def test_oidc_defaults_are_asymmetric_only() -> None:
+    config = OidcConfig(issuer="i", audience="a", jwks_url="https://idp/jwks")
+    assert config.algorithms == ("RS256", "ES256", "EdDSA")
+    assert config.max_token_size == 8192
+    assert config.jwks_min_interval > 0

@@ -187,7 +187,9 @@ def test_every_event_recording_model_is_known_to_backfill() -> None:
         "catalog.category",
         "inventory.warehouse",
         "catalog.product",
+        "orders.order",
         "inventory.stock",
+        "payments.payment",
     ]
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 import yaml
 
 from strangler_proxy.parity import (
+    LagConfig,
     NoiseConfig,
     NormaliseRule,
     ParityConfig,
@@ -30,6 +31,7 @@ def test_every_field_is_documented() -> None:
         ToleranceRule,
         NormaliseRule,
         NoiseConfig,
+        LagConfig,
     ):
         for name, field in model.model_fields.items():
             documented = field.alias or name

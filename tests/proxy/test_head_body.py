@@ -19,6 +19,7 @@ import pytest
 
 from strangler_proxy.proxy.app import ProxyApp
 from strangler_proxy.proxy.runtime import Runtime, RuntimeHolder
+from strangler_proxy.transport.default import AiohttpTransport
 from strangler_proxy.transport.h1 import H1Transport
 from tests.support.proxy import asgi_call, build_plan
 
@@ -88,7 +89,7 @@ def transport(request: pytest.FixtureRequest) -> Iterator[str]:
 
 
 async def _app(url: str, transport: str) -> ProxyApp:
-    factory: Any = H1Transport if transport == "h1" else None
+    factory: Any = H1Transport if transport == "h1" else AiohttpTransport
     plan = build_plan({"legacy": url})
     app = ProxyApp(RuntimeHolder(Runtime.from_plan(plan, transport_factory=factory)))
     await app.startup()

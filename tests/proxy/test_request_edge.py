@@ -15,6 +15,7 @@ from strangler_proxy.plan import Plan, parse_plan
 from strangler_proxy.proxy.app import ProxyApp
 from strangler_proxy.proxy.records import RequestRecord
 from strangler_proxy.proxy.runtime import Runtime, RuntimeHolder
+from strangler_proxy.transport.default import AiohttpTransport
 from strangler_proxy.transport.h1 import H1Transport
 from tests.support.faulty import FaultyServer
 from tests.support.proxy import RawResponse, asgi_call, build_plan, open_app
@@ -213,7 +214,7 @@ async def test_doubled_slashes_route_and_forward_as_one(
 
 
 def _app(plan: Plan, transport: str) -> ProxyApp:
-    factory: Any = H1Transport if transport == "h1" else None
+    factory: Any = H1Transport if transport == "h1" else AiohttpTransport
     return ProxyApp(RuntimeHolder(Runtime.from_plan(plan, transport_factory=factory)))
 
 

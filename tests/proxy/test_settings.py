@@ -100,9 +100,13 @@ def test_bad_values_name_their_source() -> None:
     assert sources == ["--admin-port", "STRANGLER_PORT"]
 
 
-def test_only_one_worker() -> None:
-    with pytest.raises(SettingsError):
-        ProxySettings.load({"plan": Path("p.yaml"), "workers": 2}, env={})
+def test_workers_are_bounded() -> None:
+    assert (
+        ProxySettings.load({"plan": Path("p.yaml"), "workers": 4}, env={}).workers == 4
+    )
+    for workers in (0, 65):
+        with pytest.raises(SettingsError):
+            ProxySettings.load({"plan": Path("p.yaml"), "workers": workers}, env={})
 
 
 def test_non_loopback_admin_host_needs_a_token() -> None:

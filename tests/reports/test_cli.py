@@ -134,3 +134,53 @@ def test_unknown_route_is_an_error_naming_the_known_ones(
     code, out, err = run(capsys, *args, "--route", "nosuch")
     assert (code, out) == (1, "")
     assert "did you mean" not in err and "known routes: orders, products" in err
+
+
+OWNED_PLAN = """\
+version: 1
+default: monolith
+upstreams:
+  monolith: {url: "http://127.0.0.1:9"}
+  catalog: {url: "http://127.0.0.1:10"}
+routes:
+  - name: products
+    match: {path: /api/products/**}
+    mode: shadow
+    service: catalog
+    owner: catalog-team
+  - name: orders
+    match: {path: /api/orders/**}
+    owner: orders-team
+"""
+
+
+def test_team_selects_the_routes_a_team_owns(
+    store_path: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    plan = tmp_path / "plan.yaml"
+    plan.write_text(OWNED_PLAN)
+    args = ["--store", str(store_path), "--plan", str(plan)]
+    code, out, _ = run(capsys, *args, "--format", "json", "--team", "Catalog-Team")
+    assert code == 0
+    data = json.loads(out)
+    assert data["team"] == "Catalog-Team"
+    assert [(r["route"], r["owner"]) for r in data["routes"]] == [
+        ("products", "catalog-team")
+    ]
+    code, out, _ = run(capsys, *args)
+    assert code == 0
+    assert "owner" in out and "orders-team" in out and "catalog-team" in out
+
+
+def test_team_needs_a_plan_and_a_known_team(
+    store_path: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, _, err = run(capsys, "--store", str(store_path), "--team", "x")
+    assert code == 1 and "--plan" in err
+    plan = tmp_path / "plan.yaml"
+    plan.write_text(OWNED_PLAN)
+    code, _, err = run(
+        capsys, "--store", str(store_path), "--plan", str(plan), "--team", "payments"
+    )
+    assert code == 1
+    assert "'payments'" in err and "catalog-team, orders-team" in err

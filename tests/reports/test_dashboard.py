@@ -68,6 +68,7 @@ async def admin(tmp_path: Path, store_path: Path) -> AsyncIterator[AdminApp]:
         control=control,
     )
     yield app
+    app.dashboard.close()
     await holder.aclose()
     await control.aclose()
     store.close()
@@ -187,19 +188,56 @@ async def test_sessions_expire(client: httpx.AsyncClient, admin: AdminApp) -> No
 
 
 @pytest.mark.anyio
-async def test_index_lists_routes_with_mode_and_rates(
+async def test_index_lists_routes_with_state_and_report_figures(
     client: httpx.AsyncClient,
 ) -> None:
     page = await client.get("/dashboard/", headers={"Authorization": f"Bearer {TOKEN}"})
     assert page.status_code == 200, page.text
-    assert '<a href="/dashboard/routes/products">products</a>' in page.text
-    assert "<td>shadow</td>" in page.text and "<td>legacy</td>" in page.text
-    assert "25.00%" in page.text
-    assert "<script" not in page.text
+    text = page.text
+    assert '<a href="/dashboard/routes/products">products</a>' in text
+    assert '<span class="badge st-shadow">shadow</span>' in text
+    assert '<span class="badge st-legacy">legacy</span>' in text
+    # Figures are on the page before any script runs: 25% of 8 mismatched.
+    assert 'data-k="routes/products/report/mismatch_rate" data-f="pct">25.00%' in text
+    assert 'data-k="routes/products/report/sample_size" data-f="int">10<' in text
+    # Scripts only from the dashboard itself, none inline.
+    assert '<script src="/dashboard/static/dashboard.js">' in text
+    assert "script-src 'self'" in page.headers["content-security-policy"]
+    assert (
+        "unsafe-inline"
+        not in page.headers["content-security-policy"]
+        .split("script-src")[1]
+        .split(";")[0]
+    )
 
 
 @pytest.mark.anyio
-async def test_route_page_shows_groups_timeline_and_example(
+async def test_overview_json_has_the_report_figures_and_gate_rows(
+    client: httpx.AsyncClient,
+) -> None:
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    response = await client.get("/dashboard/api/overview", headers=auth)
+    assert response.status_code == 200, response.text
+    assert response.headers["content-type"] == "application/json"
+    data = response.json()
+    assert data["order"] == ["products", "orders"]
+    products = data["routes"]["products"]
+    assert products["state"] == "shadow"
+    assert products["report"]["sample_size"] == 10
+    assert products["report"]["mismatch_rate"] == 0.25
+    gate = products["gate"]
+    assert gate["source"] == "live" and gate["allowed"] is False
+    rows = {row["key"]: row for row in gate["rows"]}
+    assert rows["samples"]["threshold"] == 200 and rows["samples"]["ok"] is False
+    assert rows["mismatch"]["value"] == 0.25 and rows["mismatch"]["ok"] is False
+    assert rows["latency"]["ok"] is None  # shadow: the monolith alone answers
+    assert data["routes"]["orders"]["gate"] is None  # no service to guard
+    assert len(products["split"]) >= 60  # one point per minute of the hour
+    assert data["states"] == {"legacy": 1, "shadow": 1, "canary": 0, "cutover": 0}
+
+
+@pytest.mark.anyio
+async def test_route_page_shows_groups_charts_and_example(
     client: httpx.AsyncClient,
 ) -> None:
     session = await login(client)
@@ -209,11 +247,40 @@ async def test_route_page_shows_groups_timeline_and_example(
     assert page.status_code == 200, page.text
     text = page.text
     assert "<code>body.results[*].price</code>" in text
-    assert "Mismatch rate over time" in text
+    for chart in ("split", "mismatch", "latency"):
+        assert f"data-chart={chart} " in text
     assert "<mark class=legacy>10</mark>" in text
     assert "<mark class=service>12</mark>" in text
     # ...and inside the service body shown beside the monolith's.
     assert "&quot;price&quot;: <mark class=service>12</mark>" in text
+    data = (
+        await client.get(
+            "/dashboard/api/routes/products", headers={"Cookie": f"{COOKIE}={session}"}
+        )
+    ).json()
+    detail = data["routes"]["products"]
+    assert sum(point[1] for point in detail["mismatch"]) == 8  # compared
+    assert sum(point[2] for point in detail["mismatch"]) == 2  # mismatched
+
+
+@pytest.mark.anyio
+async def test_assets_are_served_from_the_package(client: httpx.AsyncClient) -> None:
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    for name, kind in (
+        ("uPlot.iife.min.js", "text/javascript"),
+        ("dashboard.js", "text/javascript"),
+        ("dashboard.css", "text/css"),
+        ("uPlot.min.css", "text/css"),
+        ("uPlot.LICENSE", "text/plain"),
+    ):
+        response = await client.get(f"/dashboard/static/{name}", headers=auth)
+        assert response.status_code == 200, name
+        assert response.headers["content-type"].startswith(kind)
+        assert b"http://" not in response.content.replace(b"http://www.w3.org", b"")
+    assert (
+        await client.get("/dashboard/static/../admin.py", headers=auth)
+    ).status_code == 404
+    assert (await client.get("/dashboard/static/dashboard.js")).status_code == 401
 
 
 @pytest.mark.anyio

@@ -42,6 +42,9 @@ DEFAULT_PORTS = {
     "monolith": 8000,
     "catalog": 8101,
     "inventory": 8102,
+    "payments": 8103,
+    "orders": 8104,
+    "bff_mobile": 8105,
 }
 UP_FLAGS = {
     "proxy": "--port",
@@ -49,18 +52,28 @@ UP_FLAGS = {
     "monolith": "--monolith-port",
     "catalog": "--catalog-port",
     "inventory": "--inventory-port",
+    "payments": "--payments-port",
+    "orders": "--orders-port",
+    "bff_mobile": "--bff-mobile-port",
 }
 # Commands that talk to the admin API, with defaults the harness must change.
 ADMIN_CLIENTS = (
     "strangler plan apply",
+    "strangler ownership flip",
     "strangler promote",
     "strangler rollback",
     "strangler status",
 )
 # Commands that talk to the running `up` through its state directory.
 UP_CLIENTS = ("strangler sync",)
-BLOCK_TIMEOUT = 60.0
-UP_READY_TIMEOUT = 120.0
+# A busy machine (CI, shared runners) may need more: the environment says.
+BLOCK_TIMEOUT = float(os.environ.get("STRANGLER_TUTORIAL_BLOCK_TIMEOUT", "60"))
+UP_READY_TIMEOUT = float(os.environ.get("STRANGLER_TUTORIAL_UP_TIMEOUT", "120"))
+# The relay settings of the sync files, and what the copies say instead: the
+# whole retry schedule (8 attempts) runs in about a second, so the final check
+# (nothing pending, nothing parked) comes after it without a long wait.
+RELAY_BACKOFF = "backoff: {initial: 0.5s, max: 60s}"
+SHORT_BACKOFF = "backoff: {initial: 0.05s, max: 0.2s}"
 
 
 class Prober(threading.Thread):
@@ -103,6 +116,8 @@ class Stack:
     proxy_pid: int | None = None
     prober: Prober | None = None
     probes_at_last_check: int = 0
+    # The sync file `up` was last given (by `up --sync` or `sync apply`).
+    sync_file: str | None = None
 
     def __post_init__(self) -> None:
         self.ports = {name: free_port() for name in DEFAULT_PORTS}
@@ -125,6 +140,8 @@ class Stack:
             # open them (reconcile), as var/<service>.sqlite3 would be.
             "CATALOG_DATABASE_URL": f"sqlite:///{self.var / 'catalog.sqlite3'}",
             "INVENTORY_DATABASE_URL": f"sqlite:///{self.var / 'inventory.sqlite3'}",
+            "PAYMENTS_DATABASE_URL": f"sqlite:///{self.var / 'payments.sqlite3'}",
+            "ORDERS_DATABASE_URL": f"sqlite:///{self.var / 'orders.sqlite3'}",
             "STRANGLER_PYTHON": sys.executable,
         }
 
@@ -138,14 +155,18 @@ class Stack:
         for path in sorted(source.rglob("*.yaml")):
             out = self.plans / path.relative_to(source)
             out.parent.mkdir(parents=True, exist_ok=True)
-            out.write_text(self.substitute(path.read_text("utf-8")), "utf-8")
+            text = self.substitute(path.read_text("utf-8"))
+            if path.parent.name == "sync":
+                text = text.replace(RELAY_BACKOFF, SHORT_BACKOFF)
+            out.write_text(text, "utf-8")
 
     def describe(self) -> str:
         """The substitutions, for the test output."""
         lines = [f"  127.0.0.1:{DEFAULT_PORTS[n]} -> {self.url(n)}" for n in self.ports]
         lines += [
             f"  var/ -> {self.var}/",
-            f"  migration_plans/ -> {self.plans}/ (ports rewritten)",
+            f"  migration_plans/ -> {self.plans}/ (ports rewritten; in sync/, "
+            f"{RELAY_BACKOFF!r} -> {SHORT_BACKOFF!r})",
             "  strangler up -> strangler up " + " ".join(self._up_flags()),
             f"  {'|'.join(ADMIN_CLIENTS)} -> ... " + " ".join(self._admin_flags()),
             f"  strangler traffic -> ... --url {self.url('proxy')} --no-progress",
@@ -195,6 +216,10 @@ class Stack:
 
     def run(self, block: Block) -> tuple[int, str]:
         """Run a block's commands in one shell; its exit status and output."""
+        for command in block.commands:
+            found = re.search(r"strangler (?:sync apply|up .*--sync) (\S+)", command)
+            if found:
+                self.sync_file = self.substitute(found.group(1))
         done = subprocess.run(
             ["bash", "-c", self.script(block)],
             cwd=ROOT,
@@ -209,6 +234,9 @@ class Stack:
         """Start a background block (``strangler up``), stopping the last one."""
         assert len(block.commands) == 1, f"{block.where}: one background command"
         assert block.commands[0].startswith("strangler up"), block.where
+        found = re.search(r"--sync (\S+)", block.commands[0])
+        if found:
+            self.sync_file = self.substitute(found.group(1))
         self.stop()
         words = shlex.split(self.command(block.commands[0]))
         self.up = ServerProcess(
@@ -378,12 +406,90 @@ def proxy_not_restarted(stack: Stack) -> None:
     assert prober.is_alive(), "the prober stopped"
 
 
+def sync_settled(stack: Stack) -> None:
+    """The end of the tutorial: no event left to deliver, none parked, in
+    either direction, and no drift between the monolith and any service.
+
+    Waits until nothing is pending: with the short retry schedule of the
+    copied sync files, an event that keeps failing is parked by then.
+    """
+    import sqlite3
+
+    from strangler_proxy.sync.config import load_sync
+
+    assert stack.sync_file is not None, "no sync file was applied"
+    config = load_sync(stack.sync_file)
+
+    def count(database: Path, sql: str) -> int:
+        if not database.exists():
+            return 0
+        with sqlite3.connect(database) as conn:
+            try:
+                return int(conn.execute(sql).fetchone()[0])
+            except sqlite3.OperationalError:  # no such table: nothing there
+                return 0
+
+    monolith = stack.var / "monolith.sqlite3"
+    services = [stack.var / f"{name}.sqlite3" for name in config.subscribers]
+
+    def pending() -> int:
+        forward = count(
+            monolith,
+            "SELECT COUNT(*) FROM outbox_outboxdelivery WHERE status = 'pending'",
+        )
+        reverse = sum(
+            count(db, "SELECT COUNT(*) FROM service_outbox WHERE published_at IS NULL")
+            for db in services
+        )
+        return forward + reverse
+
+    wait_until(lambda: pending() == 0, f"nothing pending ({pending()})", timeout=120)
+    parked = count(
+        monolith, "SELECT COUNT(*) FROM outbox_outboxdelivery WHERE status = 'parked'"
+    ) + sum(
+        count(db, "SELECT COUNT(*) FROM strangler_relay_delivery WHERE parked")
+        for db in services
+    )
+    assert parked == 0, f"{parked} parked events: see strangler relay parked"
+    for name in config.subscribers:
+        done = subprocess.run(
+            [sys.executable, "-c", MAIN, "reconcile", name, "--sync", stack.sync_file],
+            cwd=ROOT,
+            env={**os.environ, **stack.env},
+            capture_output=True,
+            text=True,
+            timeout=BLOCK_TIMEOUT,
+        )
+        output = done.stdout + done.stderr
+        assert done.returncode == 0 and "no drift" in output, f"{name}:\n{output}"
+
+
+def reconciled(stack: Stack, service: str, sync: str, timeout: str = "60") -> None:
+    """``strangler reconcile SERVICE --sync SYNC`` comes to find no drift: the
+    relay has delivered what the service was sent (a backfill, say)."""
+
+    def no_drift() -> bool:
+        done = subprocess.run(
+            [sys.executable, "-c", MAIN, "reconcile", service, "--sync"]
+            + [stack.substitute(sync)],
+            cwd=ROOT,
+            env={**os.environ, **stack.env},
+            capture_output=True,
+            text=True,
+            timeout=BLOCK_TIMEOUT,
+        )
+        return done.returncode == 0 and "no drift" in done.stdout + done.stderr
+
+    wait_until(no_drift, f"{service} reconciled", timeout=float(timeout), interval=1)
+
+
 CHECKS: dict[str, Callable[..., None]] = {
     "proxy-equals-monolith": proxy_equals_monolith,
     "service-equals-monolith": service_equals_monolith,
     "parity": parity,
     "dashboard-shows": dashboard_shows,
     "proxy-not-restarted": proxy_not_restarted,
+    "reconciled": reconciled,
 }
 
 

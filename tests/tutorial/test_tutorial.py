@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from .harness import Stack, run_check
+from .harness import Stack, run_check, sync_settled
 from .pages import Block, all_blocks
 
 BLOCKS = all_blocks()
@@ -34,6 +34,8 @@ def test_tutorial_runs_as_written(tmp_path: Path) -> None:
                 continue
             output = run_block(stack, block)
             print(f"ran {block.where}:\n{output[-1500:]}")
+        # However the pages end: nothing pending or parked, and no drift.
+        sync_settled(stack)
     finally:
         stack.stop()
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 from typing import Any
 
+from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from rich.progress import BarColumn, Progress, TextColumn
 
@@ -43,6 +44,7 @@ class Command(BaseCommand):
         if Product.objects.exists():
             if options["if_empty"]:
                 self.stdout.write("The shop already has products; not seeding.")
+                self._oidc_clients(options)
                 return
             raise CommandError(
                 "The shop already has products. Use --if-empty to skip seeding, "
@@ -85,3 +87,8 @@ class Command(BaseCommand):
                 f"Sign in as {seed.STAFF_USERNAME} / {seed.STAFF_PASSWORD} (staff) "
                 f"or customer1 / {seed.CUSTOMER_PASSWORD} (customer)."
             )
+        self._oidc_clients(options)
+
+    def _oidc_clients(self, options: dict[str, Any]) -> None:
+        # The demo's OpenID Connect clients (legacy_monolith/oidc_clients.yaml).
+        call_command("oidc_clients", verbosity=options["verbosity"], stdout=self.stdout)

@@ -1,0 +1,96 @@
+"""The saga log, the product projection and the chassis tables.
+
+Revision ID: 0001
+Revises:
+Create Date: 2026-12-07
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0001"
+down_revision = None
+branch_labels = None
+depends_on = None
+
+ID = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
+
+
+def upgrade() -> None:
+    op.create_table(
+        "aggregate_version",
+        sa.Column("aggregate_type", sa.String(100), nullable=False),
+        sa.Column("aggregate_id", sa.String(64), nullable=False),
+        sa.Column("last_sequence", sa.BigInteger(), nullable=False),
+        sa.PrimaryKeyConstraint("aggregate_type", "aggregate_id"),
+    )
+    op.create_table(
+        "processed_event",
+        sa.Column("event_id", sa.String(36), nullable=False),
+        sa.Column("type", sa.String(100), nullable=False),
+        sa.Column("aggregate_type", sa.String(100), nullable=False),
+        sa.Column("aggregate_id", sa.String(64), nullable=False),
+        sa.Column("sequence", sa.BigInteger(), nullable=False),
+        sa.Column("processed_at", sa.DateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("event_id"),
+    )
+    op.create_table(
+        "service_outbox",
+        sa.Column("id", ID, autoincrement=True, nullable=False),
+        sa.Column("event_id", sa.String(36), nullable=False),
+        sa.Column("type", sa.String(100), nullable=False),
+        sa.Column("aggregate_type", sa.String(100), nullable=False),
+        sa.Column("aggregate_id", sa.String(64), nullable=False),
+        sa.Column("sequence", sa.BigInteger(), nullable=False),
+        sa.Column("payload", sa.JSON(), nullable=False),
+        sa.Column("occurred_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("published_at", sa.DateTime(timezone=True), nullable=True),
+        sa.PrimaryKeyConstraint("id"),
+        sa.UniqueConstraint("aggregate_type", "aggregate_id", "sequence"),
+        sa.UniqueConstraint("event_id"),
+    )
+    op.create_table(
+        "orders_product",
+        sa.Column("id", ID, autoincrement=False, nullable=False),
+        sa.Column("sku", sa.String(64), nullable=False),
+        sa.Column("name", sa.String(200), nullable=False),
+        sa.Column("price", sa.Numeric(10, 2), nullable=False),
+        sa.Column("currency", sa.String(3), nullable=False),
+        sa.Column("is_active", sa.Boolean(), nullable=False),
+        sa.PrimaryKeyConstraint("id"),
+    )
+    op.create_table(
+        "orders_saga",
+        sa.Column("id", sa.String(36), nullable=False),
+        sa.Column("order_number", sa.String(32), nullable=False),
+        sa.Column("customer", ID, nullable=False),
+        sa.Column("status", sa.String(16), nullable=False),
+        sa.Column("step", sa.String(16), nullable=False),
+        sa.Column("attempts", sa.Integer(), nullable=False),
+        sa.Column("cart", sa.JSON(), nullable=False),
+        sa.Column("reservation_key", sa.String(80), nullable=False),
+        sa.Column("charge_key", sa.String(80), nullable=False),
+        sa.Column("refund_key", sa.String(80), nullable=False),
+        sa.Column("allocations", sa.JSON(), nullable=True),
+        sa.Column("payment", sa.JSON(), nullable=True),
+        sa.Column("refund_pending", sa.Boolean(), nullable=False),
+        sa.Column("outcome", sa.String(40), nullable=False),
+        sa.Column("detail", sa.String(300), nullable=False),
+        sa.Column("lease_until", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("deadline", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("id"),
+        sa.UniqueConstraint("order_number"),
+    )
+    op.create_index("ix_orders_saga_status", "orders_saga", ["status"])
+
+
+def downgrade() -> None:
+    op.drop_table("orders_saga")
+    op.drop_table("orders_product")
+    op.drop_table("service_outbox")
+    op.drop_table("processed_event")
+    op.drop_table("aggregate_version")
