@@ -77,16 +77,18 @@ BATCH_SECONDS = 0.05
 BATCH_LINES = 512
 """Lines that make a batch go to the writer at once."""
 
-_second: list[Any] = [None, ""]  # the last whole second formatted, and its text
+_second: tuple[int, str] = (-1, "")  # the last whole second formatted, and its text
 
 
 def _utc(timestamp: float) -> str:
+    global _second
     whole = int(timestamp)
-    if _second[0] != whole:
+    cached = _second  # one tuple: a thread never sees half of an update
+    if cached[0] != whole:
         # strftime once per second, not once per line.
-        _second[1] = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole))
-        _second[0] = whole
-    return f"{_second[1]}.{int(timestamp % 1 * 1000):03d}Z"
+        cached = (whole, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole)))
+        _second = cached
+    return f"{cached[1]}.{int(timestamp % 1 * 1000):03d}Z"
 
 
 def access_entry(
