@@ -23,7 +23,7 @@ from urllib.parse import urlsplit
 import orjson
 
 from .state import parse_state
-from .store import Change, Leader, Override, PublishedPlan
+from .store import CHANGE_COLUMNS, Change, Leader, Override, PublishedPlan
 
 __all__ = ["PostgresControlStore"]
 
@@ -247,29 +247,14 @@ class PostgresControlStore:
 
     def history(self, route: str | None = None, limit: int = 100) -> list[Change]:
         """Changes, oldest first (the last ``limit``), of one route or all."""
-        sql = (
-            "SELECT route, from_state, to_state, who, at, why, forced, evidence "
-            "FROM route_changes"
-        )
+        sql = f"SELECT {CHANGE_COLUMNS} FROM route_changes"
         params: tuple[Any, ...] = ()
         if route is not None:
             sql += " WHERE route = %s"
             params = (route,)
         sql += " ORDER BY id DESC LIMIT %s"
         rows = self._run(lambda conn: conn.execute(sql, (*params, limit)).fetchall())
-        return [
-            Change(
-                r[0],
-                r[1],
-                r[2],
-                r[3],
-                r[4],
-                r[5],
-                bool(r[6]),
-                orjson.loads(r[7]) if r[7] else None,
-            )
-            for r in reversed(rows)
-        ]
+        return [Change.from_row(r) for r in reversed(rows)]
 
     def publish_plan(self, version_hash: str, text: str, origin: str, at: float) -> int:
         """Make ``text`` the plan the other replicas follow; its ``seq``."""

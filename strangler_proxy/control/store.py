@@ -18,6 +18,7 @@ from __future__ import annotations
 import os
 import sqlite3
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -73,6 +74,10 @@ class Override:
         }
 
 
+CHANGE_COLUMNS = "route, from_state, to_state, who, at, why, forced, evidence"
+"""The ``route_changes`` columns :meth:`Change.from_row` reads, in order."""
+
+
 @dataclass(frozen=True, slots=True)
 class Change:
     """One entry of the history: a route moved from one state to another."""
@@ -85,6 +90,21 @@ class Change:
     why: str
     forced: bool
     evidence: dict[str, Any] | None
+
+    @classmethod
+    def from_row(cls, row: Sequence[Any]) -> Change:
+        """From a ``route_changes`` row selected as :data:`CHANGE_COLUMNS`."""
+        route, from_state, to_state, who, at, why, forced, evidence = row
+        return cls(
+            route,
+            from_state,
+            to_state,
+            who,
+            at,
+            why,
+            bool(forced),
+            orjson.loads(evidence) if evidence else None,
+        )
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready."""
@@ -369,10 +389,7 @@ class ControlStore:
 
     def history(self, route: str | None = None, limit: int = 100) -> list[Change]:
         """Changes, oldest first (the last ``limit``), of one route or all."""
-        sql = (
-            "SELECT route, from_state, to_state, who, at, why, forced, evidence "
-            "FROM route_changes"
-        )
+        sql = f"SELECT {CHANGE_COLUMNS} FROM route_changes"
         params: tuple[Any, ...] = ()
         if route is not None:
             sql += " WHERE route = ?"
@@ -380,16 +397,4 @@ class ControlStore:
         sql += " ORDER BY id DESC LIMIT ?"
         with self._lock:
             rows = self._conn.execute(sql, (*params, limit)).fetchall()
-        return [
-            Change(
-                r[0],
-                r[1],
-                r[2],
-                r[3],
-                r[4],
-                r[5],
-                bool(r[6]),
-                orjson.loads(r[7]) if r[7] else None,
-            )
-            for r in reversed(rows)
-        ]
+        return [Change.from_row(r) for r in reversed(rows)]
