@@ -16,30 +16,12 @@ from pathlib import Path
 import click
 
 from strangler_proxy.exceptions import CliError
-from strangler_proxy.observe.spanstore import SpanStore, StoredSpan
+from strangler_proxy.observe.spanstore import SpanStore, StoredSpan, span_tree
 from strangler_proxy.observe.tracing import DEFAULT_TRACES_DB
 
 __all__ = ["render_waterfall", "trace"]
 
 _BAR = 40
-
-
-def _tree(spans: list[StoredSpan]) -> list[tuple[int, StoredSpan]]:
-    """The spans depth first, children by start time, with their depth."""
-    ids = {span.span_id for span in spans}
-    children: dict[str | None, list[StoredSpan]] = {}
-    for span in spans:
-        parent = span.parent_id if span.parent_id in ids else None
-        children.setdefault(parent, []).append(span)
-    ordered: list[tuple[int, StoredSpan]] = []
-
-    def visit(parent: str | None, depth: int) -> None:
-        for span in sorted(children.get(parent, []), key=lambda s: s.start_ns):
-            ordered.append((depth, span))
-            visit(span.span_id, depth + 1)
-
-    visit(None, 0)
-    return ordered
 
 
 def _notes(span: StoredSpan) -> str:
@@ -81,7 +63,7 @@ def render_waterfall(spans: list[StoredSpan], *, color: bool = False) -> str:
         f"{'timeline':<{_BAR + 2}} status",
     ]
     service_width = max(12, *(len(s) for s in services))
-    for depth, span in _tree(spans):
+    for depth, span in span_tree(spans):
         offset = (span.start_ns - start) / 1e6
         left = int((span.start_ns - start) / total * _BAR)
         width = max(1, round((span.end_ns - span.start_ns) / total * _BAR))

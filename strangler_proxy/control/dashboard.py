@@ -18,6 +18,7 @@ vendored assets they load (``static/``, nothing from elsewhere)::
 
     GET /dashboard/                  the overview (?team=T: one team's routes)
     GET /dashboard/routes/NAME       one route: charts, gate, example pair
+    GET /dashboard/traces/TRACE_ID   one trace's waterfall, from the span store
     GET /dashboard/api/overview      the overview's data (?team=T&window=1h)
     GET /dashboard/api/routes/NAME   the route page's data
     GET /dashboard/static/FILE       uPlot, the page script and stylesheet
@@ -37,6 +38,7 @@ import secrets
 import threading
 import time
 from collections.abc import Callable
+from html import escape
 from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -44,12 +46,21 @@ from urllib.parse import parse_qs, unquote
 
 import orjson
 
+from strangler_proxy.observe.spanstore import SpanStore
+from strangler_proxy.observe.tracing import DEFAULT_TRACES_DB, TracingSettings
 from strangler_proxy.parity import open_store
 from strangler_proxy.proxy.shadow import STORE_ENV
 from strangler_proxy.reports import parse_since
 
 from .dashboard_data import Sources, overview, route_detail
 from .dashboard_pages import api_url, overview_page, route_page
+from .dashboard_traces import (
+    TRACE_ID,
+    TraceContext,
+    message_page,
+    no_store_page,
+    trace_page,
+)
 
 if TYPE_CHECKING:
     from strangler_proxy.observe.sides import SideStats
@@ -96,6 +107,7 @@ class Dashboard:
         series: TrafficSeries | None = None,
         sync_status: SyncStatus | None = None,
         parity_url: str | None = None,
+        traces_db: str | Path | None = None,
         session_ttl: float = SESSION_TTL,
         clock: Callable[[], float] = time.time,
     ) -> None:
@@ -109,6 +121,8 @@ class Dashboard:
             sync_status=sync_status,
         )
         self._parity_url = parity_url
+        self._traces_db = Path(traces_db) if traces_db is not None else None
+        self._example_trace: tuple[tuple[str, float] | None, str | None] = (None, None)
         self._own_store: ParityStore | None = None
         self._store_lock = threading.Lock()
         self._static: dict[str, bytes] = {}
@@ -171,6 +185,11 @@ class Dashboard:
             snapshot = await asyncio.to_thread(self.overview, team, window)
             await _page(send, 200, orjson.dumps(snapshot), content_type=_JSON)
             return
+        if path.startswith(PREFIX + "/traces/"):
+            trace_id = unquote(path.removeprefix(PREFIX + "/traces/"))
+            status, html = await asyncio.to_thread(self.trace_page, trace_id)
+            await _page(send, status, html.encode())
+            return
         for prefix, as_json in (("/routes/", False), ("/api/routes/", True)):
             if path.startswith(PREFIX + prefix):
                 name = unquote(path.removeprefix(PREFIX + prefix))
@@ -209,6 +228,8 @@ class Dashboard:
         detail = route_detail(self.sources, name, window=window)
         if detail is None:
             return None
+        if detail["trace_id"] is None:
+            detail["trace_id"] = self._trace_of_example(detail.get("example"))
         runtime = self.holder.current
         return {
             "generated_at": detail["generated_at"],
@@ -217,6 +238,74 @@ class Dashboard:
             "route": name,
             "routes": {name: detail},
         }
+
+    def trace_page(self, trace_id: str) -> tuple[int, str]:
+        """The trace page of ``trace_id``: (HTTP status, HTML)."""
+        context = self._trace_context()
+        if not TRACE_ID.fullmatch(trace_id):
+            text = (
+                f"<p><code>{escape(trace_id[:80])}</code> is not a trace id: one "
+                "is 32 lower-case hex digits, as in <code>traceparent</code> "
+                "(<code>strangler trace</code> takes a prefix).</p>"
+            )
+            return 400, message_page(context, "Not a trace id", text)
+        mode, path = self._span_store()
+        if not path.exists():
+            return 404, no_store_page(context, mode, path)
+        with SpanStore(path) as store:
+            spans = store.trace(trace_id)
+        if not spans:
+            text = (
+                f"<p>No span of trace <code>{trace_id}</code> in the span store "
+                f"<code>{escape(str(path))}</code>. Spans reach it about a second "
+                "after they end; the store keeps the newest "
+                "<code>STRANGLER_TRACES_MAX</code> spans and drops older ones; "
+                "and with <code>STRANGLER_TRACE_SAMPLE</code> below 1 some "
+                "traces are not recorded at all.</p>"
+            )
+            return 404, message_page(context, "No such trace", text)
+        return 200, trace_page(trace_id, spans, context)
+
+    def _span_store(self) -> tuple[str, Path]:
+        """This process's tracing mode and the span store it writes to."""
+        if self._traces_db is not None:
+            return "embedded", self._traces_db
+        try:
+            settings = TracingSettings.from_env("proxy")
+        except ValueError:
+            # A bad value stopped tracing at start-up; say what it is.
+            return os.environ.get("STRANGLER_TRACING", "off"), Path(
+                os.environ.get("STRANGLER_TRACES_DB") or DEFAULT_TRACES_DB
+            )
+        return settings.mode, settings.traces_db
+
+    def _trace_context(self) -> TraceContext:
+        plan = self.holder.current.plan
+        return TraceContext(
+            plan_name=plan.name or "(unnamed plan)",
+            version_hash=self.holder.current.version_hash,
+            routes={r.name: (r.legacy or plan.default, r.service) for r in plan.routes},
+        )
+
+    def _trace_of_example(self, example: dict[str, Any] | None) -> str | None:
+        """The trace of an example pair whose request names no trace: the
+        proxy's server span records the request id the example keeps."""
+        request = (example or {}).get("request") or {}
+        request_id = request.get("request_id")
+        created = (example or {}).get("created_at")
+        if not isinstance(request_id, str) or not isinstance(created, int | float):
+            return None
+        key = (request_id, float(created))
+        if self._example_trace[0] == key:
+            return self._example_trace[1]  # the page polls; the answer stays
+        _, path = self._span_store()
+        if not path.exists():
+            return None
+        with SpanStore(path) as store:
+            found = store.trace_of_request(request_id, near_ns=int(created * 1e9))
+        if found is not None:  # a miss may be spans not flushed yet
+            self._example_trace = (key, found)
+        return found
 
     def close(self) -> None:
         """Close the parity store the dashboard opened itself, if any."""

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from strangler_proxy.reports import RouteReport, build_report, route_report, same_team
 
+from .dashboard_traces import TRACE_ID
 from .gate import evaluate
 from .state import route_state
 
@@ -415,11 +416,12 @@ def route_detail(
 
 
 def _trace_id(example: dict[str, Any] | None) -> str | None:
-    """The trace id a stored example carries, if the tracing records one."""
+    """The trace id a stored example carries, if the tracing records one (a
+    whole one: the trace page takes nothing else)."""
     if not example:
         return None
     request = example.get("request") or {}
     for value in (example.get("trace_id"), request.get("trace_id")):
-        if isinstance(value, str) and value.isalnum() and len(value) <= 64:
-            return value
+        if isinstance(value, str) and TRACE_ID.fullmatch(value.lower()):
+            return value.lower()
     return None

@@ -2,11 +2,13 @@
 
 :class:`SpanStoreExporter` is an OpenTelemetry ``SpanExporter`` (put it behind
 a ``BatchSpanProcessor``); :class:`SpanStore` reads what it wrote for
-``strangler trace``. Several processes (proxy, monolith, services, relay)
-export into the same file: it is opened in WAL mode with a busy timeout and
-every batch is one ``BEGIN IMMEDIATE`` transaction, so writers queue for the
-lock instead of failing. The file is bounded: after a batch, spans beyond the
-newest ``max_spans`` are deleted (oldest first).
+``strangler trace`` and the dashboard's trace page, and :func:`span_tree`
+orders a trace's spans for both waterfalls. Several processes (proxy,
+monolith, services, relay) export into the same file: it is opened in WAL
+mode with a busy timeout and every batch is one ``BEGIN IMMEDIATE``
+transaction, so writers queue for the lock instead of failing. The file is
+bounded: after a batch, spans beyond the newest ``max_spans`` are deleted
+(oldest first).
 
 The table is a documented format (``docs/reference/tracing.md``): ids are
 lower-case hex as in ``traceparent``, times are Unix nanoseconds.
@@ -31,6 +33,7 @@ __all__ = [
     "SpanStoreExporter",
     "StoredSpan",
     "TraceSummary",
+    "span_tree",
 ]
 
 DEFAULT_MAX_SPANS = 200_000
@@ -211,6 +214,27 @@ class TraceSummary:
         return (self.end_ns - self.start_ns) / 1e6
 
 
+def span_tree(spans: Sequence[StoredSpan]) -> list[tuple[int, StoredSpan]]:
+    """The spans depth first, children by start time, each with its depth.
+
+    A span whose parent is not in ``spans`` (not exported yet, pruned, or in
+    another process that does not trace) is a root."""
+    ids = {span.span_id for span in spans}
+    children: dict[str | None, list[StoredSpan]] = {}
+    for span in spans:
+        parent = span.parent_id if span.parent_id in ids else None
+        children.setdefault(parent, []).append(span)
+    ordered: list[tuple[int, StoredSpan]] = []
+
+    def visit(parent: str | None, depth: int) -> None:
+        for span in sorted(children.get(parent, []), key=lambda s: s.start_ns):
+            ordered.append((depth, span))
+            visit(span.span_id, depth + 1)
+
+    visit(None, 0)
+    return ordered
+
+
 def _stored(row: tuple[Any, ...]) -> StoredSpan:
     return StoredSpan(
         trace_id=row[0],
@@ -281,6 +305,23 @@ class SpanStore:
             (trace_id,),
         ).fetchall()
         return [_stored(row) for row in rows]
+
+    def trace_of_request(
+        self, request_id: str, *, near_ns: int, within_ns: int = 60 * 10**9
+    ) -> str | None:
+        """The trace of the proxy's server span for request ``request_id``
+        (its ``strangler.request_id``), the latest that started within
+        ``within_ns`` of ``near_ns``; None if there is none. The time window
+        keeps the lookup on the ``start_ns`` index."""
+        if not request_id or not self._ready():
+            return None
+        row = self._conn.execute(
+            "SELECT trace_id FROM spans WHERE start_ns BETWEEN ? AND ?"
+            " AND json_extract(attributes, '$.\"strangler.request_id\"') = ?"
+            " ORDER BY start_ns DESC LIMIT 1",
+            (near_ns - within_ns, near_ns + within_ns, request_id),
+        ).fetchone()
+        return str(row[0]) if row else None
 
     def recent(self, limit: int = 20) -> list[TraceSummary]:
         """The ``limit`` traces that started last, newest first."""

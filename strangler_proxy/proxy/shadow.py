@@ -377,11 +377,13 @@ class ShadowDispatcher:
         route = capture.route
         name = route.name
         comparator = self.comparators[name]
-        meta = {
+        meta: dict[str, str | None] = {
             "method": job.method,
             "target": job.target,
             "request_id": job.request_id,
         }
+        if job.trace is not None:  # the example pair links to its trace
+            meta["trace_id"] = spans.current_trace_id()
         self._count(name, "sent")
         try:
             service = await self._fetch(job, capture.service, shadow=True)

@@ -51,6 +51,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "Span",
+    "current_trace_id",
     "enable",
     "end_attempt",
     "last_ids",
@@ -258,6 +259,12 @@ async def traced_shadow(
         attributes={"strangler.route": route, "strangler.shadow": True},
     ):
         await fn(job)
+
+
+def current_trace_id() -> str | None:
+    """The trace id (32 hex digits) of the span running now, if one records."""
+    ctx = trace.get_current_span().get_span_context()
+    return f"{ctx.trace_id:032x}" if ctx.is_valid else None
 
 
 def set_outcome(outcome: str) -> None:

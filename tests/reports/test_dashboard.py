@@ -91,7 +91,15 @@ async def login(client: httpx.AsyncClient) -> str:
 
 
 @pytest.mark.anyio
-@pytest.mark.parametrize("path", ["/dashboard/", "/dashboard", "/dashboard/routes/x"])
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/dashboard/",
+        "/dashboard",
+        "/dashboard/routes/x",
+        "/dashboard/traces/0af7651916cd43dd8448eb211c80319c",
+    ],
+)
 async def test_pages_need_the_token(client: httpx.AsyncClient, path: str) -> None:
     response = await client.get(path)
     assert response.status_code == 401

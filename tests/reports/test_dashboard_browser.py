@@ -25,6 +25,7 @@ from .test_dashboard import PLAN
 CHROMIUM = "/usr/bin/chromium"
 CHROMEDRIVER = "/usr/bin/chromedriver"
 TOKEN = "browser-test-token"
+TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
 MAIN = "import sys; from strangler_proxy.cli import main; sys.exit(main())"
 FLAGS = [
     "--headless",
@@ -272,7 +273,7 @@ def record_pairs(
     comparator = Comparator()
     legacy = snap({"id": 7, "email": "ada@example.com", "name": "Ada"})
     other = snap({"id": 7, "email": "ada@example.com", "name": "Ada L."})
-    meta = {"method": "GET", "path": f"/api/{route}/7", "trace_id": "4bf92f3577b34da6"}
+    meta = {"method": "GET", "path": f"/api/{route}/7", "trace_id": TRACE}
     with open_store(parity_db, flush_interval=0.05) as store:
         for _ in range(matched):
             store.record(route, comparator.compare(legacy, legacy), legacy, legacy)
@@ -281,6 +282,66 @@ def record_pairs(
         if route == "products" and example:
             store.record(route, comparator.compare(legacy, other), legacy, other, meta)
         assert store.flush()
+
+
+def record_trace(traces_db: Path) -> None:
+    """Trace ``TRACE`` as the proxy records a shadowed request, written by the
+    real span store exporter: the request, its attempt on the monolith, and
+    the shadow span (linked to that attempt) with its mirror call."""
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.trace import (
+        Link,
+        NonRecordingSpan,
+        SpanContext,
+        SpanKind,
+        TraceFlags,
+        set_span_in_context,
+    )
+
+    from strangler_proxy.observe.spanstore import SpanStoreExporter
+
+    provider = TracerProvider(resource=Resource.create({"service.name": "proxy"}))
+    provider.add_span_processor(SimpleSpanProcessor(SpanStoreExporter(traces_db)))
+    tracer = provider.get_tracer("test")
+    client = SpanContext(
+        int(TRACE, 16), 0x00F067AA0BA902B7, is_remote=True, trace_flags=TraceFlags(1)
+    )
+    with tracer.start_as_current_span(
+        "GET products",
+        context=set_span_in_context(NonRecordingSpan(client)),
+        kind=SpanKind.SERVER,
+        attributes={
+            "http.request.method": "GET",
+            "strangler.route": "products",
+            "strangler.mode": "shadow",
+            "strangler.side": "legacy",
+            "strangler.upstream": "monolith",
+            "http.response.status_code": 200,
+        },
+    ):
+        with tracer.start_as_current_span(
+            "GET monolith",
+            kind=SpanKind.CLIENT,
+            attributes={"strangler.upstream": "monolith", "strangler.attempt": 1},
+        ) as attempt:
+            primary = attempt.get_span_context()
+        with tracer.start_as_current_span(
+            "shadow products",
+            links=[Link(primary, {"strangler.link": "primary"})],
+            attributes={"strangler.route": "products", "strangler.shadow": True},
+        ):
+            with tracer.start_as_current_span(
+                "GET catalog",
+                kind=SpanKind.CLIENT,
+                attributes={
+                    "strangler.upstream": "catalog",
+                    "strangler.shadow.call": "mirror",
+                },
+            ):
+                pass
+    provider.shutdown()
 
 
 @dataclass
@@ -299,8 +360,10 @@ def control_room(tmp_path: Path) -> Iterator[ControlRoom]:
     plan.write_text(TEAM_PLAN)
     control_db = tmp_path / "control.sqlite3"
     parity_db = tmp_path / "parity.sqlite3"
+    traces_db = tmp_path / "traces.sqlite3"
     now = time.time()
     seed_history(control_db, parity_db, now)
+    record_trace(traces_db)
     status = tmp_path / "sync-status.json"
     status.write_text(
         json.dumps(
@@ -345,6 +408,7 @@ def control_room(tmp_path: Path) -> Iterator[ControlRoom]:
         "STRANGLER_PARITY_STORE": str(parity_db),
         "STRANGLER_CONTROL_STORE": str(control_db),
         "STRANGLER_SYNC_STATUS": str(status),
+        "STRANGLER_TRACES_DB": str(traces_db),
     }
     port, admin_port = free_port(), free_port()
     server = ServerProcess(
@@ -508,10 +572,31 @@ def test_control_room_in_chromium(
     assert min(_points(browser, "[data-chart=split]")) > 1
     assert "body.name" in find(By.CSS_SELECTOR, "table.fields").text
     trace = find(By.CSS_SELECTOR, "a.trace")
-    assert trace.get_attribute("href").endswith("/dashboard/traces/4bf92f3577b34da6")
+    assert trace.get_attribute("href").endswith(f"/dashboard/traces/{TRACE}")
     assert "carol" in find(By.ID, "history").text
     find(By.LINK_TEXT, "strangler")  # the way back to the overview
     _shot(browser, tmp_path / "control-room-route.png")
+
+    # The example's trace: both sides as a waterfall, the way back.
+    trace.click()
+    wait.until(ec.presence_of_element_located((By.CSS_SELECTOR, "table.waterfall")))
+    rows = browser.find_elements(By.CSS_SELECTOR, "tr.span-row")
+    assert [
+        (r.get_attribute("data-depth"), r.get_attribute("data-side")) for r in rows
+    ] == [("0", "legacy"), ("1", "legacy"), ("1", "shadow"), ("2", "shadow")]
+    assert (
+        rows[2]
+        .find_element(By.CSS_SELECTOR, "a.span-link")
+        .text.startswith("primary → proxy: GET monolith")
+    )
+    bars = [r.find_element(By.CSS_SELECTOR, ".bar").size["width"] for r in rows]
+    assert all(width >= 1 for width in bars) and bars[0] == max(bars)
+    assert (
+        find(By.CSS_SELECTOR, "a.route-link")
+        .get_attribute("href")
+        .endswith("/dashboard/routes/products")
+    )
+    _shot(browser, tmp_path / "control-room-trace.png")
 
     # One team's routes.
     browser.get(f"{control_room.admin}/dashboard/?team=catalog-team")
