@@ -4,50 +4,19 @@ from __future__ import annotations
 
 import datetime as dt
 from decimal import Decimal
-from typing import Any
 
 from sqlalchemy import (
     DateTime,
-    Dialect,
     ForeignKey,
     Index,
-    Numeric,
     String,
     Text,
-    TypeDecorator,
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
-from sqlalchemy.types import TypeEngine
 
-from extracted.chassis.database import ID, Base
+from extracted.chassis.database import ID, Base, Money
 
-__all__ = ["Category", "Money", "Product"]
-
-
-class Money(TypeDecorator[Decimal]):
-    """``NUMERIC(10, 2)`` returned as an exact two-place ``Decimal``.
-
-    SQLite has no decimal type: values travel as floats there, which is exact
-    enough for 10 significant digits once quantized back to cents.
-    """
-
-    impl = Numeric(10, 2)
-    cache_ok = True
-
-    def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
-        if dialect.name == "sqlite":
-            return dialect.type_descriptor(Numeric(10, 2, asdecimal=False))
-        return dialect.type_descriptor(Numeric(10, 2))
-
-    def process_bind_param(self, value: Any, dialect: Dialect) -> Any:
-        if value is None or dialect.name != "sqlite":
-            return value
-        return float(value)
-
-    def process_result_value(self, value: Any, dialect: Dialect) -> Decimal | None:
-        if value is None:
-            return None
-        return Decimal(str(value)).quantize(Decimal("0.01"))
+__all__ = ["Category", "Product"]
 
 
 class Category(Base):
@@ -77,7 +46,7 @@ class Product(Base):
     category_id: Mapped[int] = mapped_column(
         ID, ForeignKey("catalog_category.id", ondelete="RESTRICT"), index=True
     )
-    price: Mapped[Decimal] = mapped_column(Money)
+    price: Mapped[Decimal] = mapped_column(Money(10))
     currency: Mapped[str] = mapped_column(String(3), default="EUR")
     is_active: Mapped[bool] = mapped_column(default=True)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))

@@ -8,23 +8,72 @@ never ``create_all``, so the same path runs in tests and in production.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 from alembic import command
 from alembic.config import Config
 from fastapi import Request
-from sqlalchemy import BigInteger, Engine, Integer, create_engine, event, text
+from sqlalchemy import (
+    BigInteger,
+    Dialect,
+    Engine,
+    Integer,
+    Numeric,
+    create_engine,
+    event,
+    text,
+)
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.sql import quoted_name
+from sqlalchemy.types import TypeDecorator, TypeEngine
 
 from .context import current
 
-__all__ = ["ID", "Base", "Database", "UnitOfWork", "get_uow", "sync_id_sequence"]
+__all__ = [
+    "ID",
+    "Base",
+    "Database",
+    "Money",
+    "UnitOfWork",
+    "get_uow",
+    "sync_id_sequence",
+]
 
 # Ids are BIGINT as in the monolith (Django's BigAutoField); SQLite only
 # autoincrements an INTEGER PRIMARY KEY.
 ID = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class Money(TypeDecorator[Decimal]):
+    """``NUMERIC(digits, 2)`` returned as an exact two-place ``Decimal``.
+
+    SQLite has no decimal type: values travel as floats there, exact enough for
+    12 significant digits once quantized back to cents.
+    """
+
+    impl = Numeric
+    cache_ok = True
+
+    def __init__(self, digits: int = 10) -> None:
+        super().__init__(digits, 2)
+        self.digits = digits
+
+    def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
+        if dialect.name == "sqlite":
+            return dialect.type_descriptor(Numeric(self.digits, 2, asdecimal=False))
+        return dialect.type_descriptor(Numeric(self.digits, 2))
+
+    def process_bind_param(self, value: Any, dialect: Dialect) -> Any:
+        if value is None or dialect.name != "sqlite":
+            return value
+        return float(value)
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> Decimal | None:
+        if value is None:
+            return None
+        return Decimal(str(value)).quantize(Decimal("0.01"))
 
 
 class Base(DeclarativeBase):

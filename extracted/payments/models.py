@@ -15,24 +15,19 @@ from typing import Any
 from sqlalchemy import (
     JSON,
     DateTime,
-    Dialect,
     Float,
     Index,
     Integer,
-    Numeric,
     String,
-    TypeDecorator,
 )
 from sqlalchemy.orm import Mapped, mapped_column
-from sqlalchemy.types import TypeEngine
 
-from extracted.chassis.database import ID, Base
+from extracted.chassis.database import ID, Base, Money
 
 __all__ = [
     "IdempotencyRecord",
     "LedgerCharge",
     "LedgerRefund",
-    "Money",
     "OrderClaim",
     "Payment",
     "PaymentStatus",
@@ -50,32 +45,6 @@ class PaymentStatus:
     VALUES = (AUTHORIZED, CAPTURED, DECLINED, REFUNDED)
 
 
-class Money(TypeDecorator[Decimal]):
-    """``NUMERIC(12, 2)`` returned as an exact two-place ``Decimal``.
-
-    SQLite has no decimal type: values travel as floats there, exact enough for
-    12 significant digits once quantized back to cents.
-    """
-
-    impl = Numeric(12, 2)
-    cache_ok = True
-
-    def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
-        if dialect.name == "sqlite":
-            return dialect.type_descriptor(Numeric(12, 2, asdecimal=False))
-        return dialect.type_descriptor(Numeric(12, 2))
-
-    def process_bind_param(self, value: Any, dialect: Dialect) -> Any:
-        if value is None or dialect.name != "sqlite":
-            return value
-        return float(value)
-
-    def process_result_value(self, value: Any, dialect: Dialect) -> Decimal | None:
-        if value is None:
-            return None
-        return Decimal(str(value)).quantize(Decimal("0.01"))
-
-
 class Payment(Base):
     """One payment attempt for an order: captured, declined or refunded."""
 
@@ -84,7 +53,7 @@ class Payment(Base):
 
     id: Mapped[int] = mapped_column(ID, primary_key=True, autoincrement=True)
     order: Mapped[str] = mapped_column(String(32), index=True)
-    amount: Mapped[Decimal] = mapped_column(Money)
+    amount: Mapped[Decimal] = mapped_column(Money(12))
     currency: Mapped[str] = mapped_column(String(3))
     status: Mapped[str] = mapped_column(String(16), index=True)
     decline_code: Mapped[str] = mapped_column(String(32), default="")
@@ -139,7 +108,7 @@ class LedgerCharge(Base):
     idempotency_key: Mapped[str] = mapped_column(String(255), unique=True)
     provider_ref: Mapped[str] = mapped_column(String(64))
     reference: Mapped[str] = mapped_column(String(64))
-    amount: Mapped[Decimal] = mapped_column(Money)
+    amount: Mapped[Decimal] = mapped_column(Money(12))
     currency: Mapped[str] = mapped_column(String(3))
     card_last4: Mapped[str] = mapped_column(String(4))
     authorized: Mapped[bool]

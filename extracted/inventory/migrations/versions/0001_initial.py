@@ -10,6 +10,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
+from extracted.chassis.migrations import create_chassis_tables, drop_chassis_tables
+
 revision = "0001"
 down_revision = None
 branch_labels = None
@@ -20,38 +22,7 @@ ID = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 
 
 def upgrade() -> None:
-    op.create_table(
-        "aggregate_version",
-        sa.Column("aggregate_type", sa.String(100), nullable=False),
-        sa.Column("aggregate_id", sa.String(64), nullable=False),
-        sa.Column("last_sequence", sa.BigInteger(), nullable=False),
-        sa.PrimaryKeyConstraint("aggregate_type", "aggregate_id"),
-    )
-    op.create_table(
-        "processed_event",
-        sa.Column("event_id", sa.String(36), nullable=False),
-        sa.Column("type", sa.String(100), nullable=False),
-        sa.Column("aggregate_type", sa.String(100), nullable=False),
-        sa.Column("aggregate_id", sa.String(64), nullable=False),
-        sa.Column("sequence", sa.BigInteger(), nullable=False),
-        sa.Column("processed_at", sa.DateTime(timezone=True), nullable=False),
-        sa.PrimaryKeyConstraint("event_id"),
-    )
-    op.create_table(
-        "service_outbox",
-        sa.Column("id", ID, autoincrement=True, nullable=False),
-        sa.Column("event_id", sa.String(36), nullable=False),
-        sa.Column("type", sa.String(100), nullable=False),
-        sa.Column("aggregate_type", sa.String(100), nullable=False),
-        sa.Column("aggregate_id", sa.String(64), nullable=False),
-        sa.Column("sequence", sa.BigInteger(), nullable=False),
-        sa.Column("payload", sa.JSON(), nullable=False),
-        sa.Column("occurred_at", sa.DateTime(timezone=True), nullable=False),
-        sa.Column("published_at", sa.DateTime(timezone=True), nullable=True),
-        sa.PrimaryKeyConstraint("id"),
-        sa.UniqueConstraint("aggregate_type", "aggregate_id", "sequence"),
-        sa.UniqueConstraint("event_id"),
-    )
+    create_chassis_tables()
     op.create_table(
         "inventory_product",
         sa.Column("id", ID, autoincrement=False, nullable=False),
@@ -91,6 +62,4 @@ def downgrade() -> None:
     op.drop_table("inventory_stocklevel")
     op.drop_table("inventory_warehouse")
     op.drop_table("inventory_product")
-    op.drop_table("service_outbox")
-    op.drop_table("processed_event")
-    op.drop_table("aggregate_version")
+    drop_chassis_tables()
