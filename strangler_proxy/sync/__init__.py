@@ -6,6 +6,8 @@
   from a particular monolith, and :func:`~.adapter.load_adapter`;
 * :mod:`.outbox`: the outbox store protocol, and an in-memory one;
 * :mod:`.relay`: delivering outbox events, in order per entity, at least once;
+* :mod:`.transports`: how the relay hands a batch over: HTTP push, or
+  :mod:`.jetstream` (publishing to NATS JetStream);
 * :mod:`.credentials`: the credential a relay sends to ``/internal/events``;
 * :mod:`.lock`: one relay per outbox and direction;
 * :mod:`.backfill`: snapshot events for the rows that exist;

@@ -20,7 +20,10 @@ environment variable), never the secret itself. With a top-level ``oidc:
 {issuer, client_id_env, client_secret_env}`` (or a subscriber's own
 ``client_id_env``/``client_secret_env``) the relay sends a client-credentials
 token of that provider instead of the shared token
-(``docs/reference/zero-trust.md``). Every field is documented in
+(``docs/reference/zero-trust.md``). A subscriber with ``transport: jetstream``
+gets its events through NATS JetStream, on the broker the top-level ``nats:
+{url, stream, subject_prefix, token_env}`` names
+(``docs/reference/jetstream.md``). Every field is documented in
 ``docs/reference/sync.md``.
 """
 
@@ -30,14 +33,22 @@ import re
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from strangler_proxy.plan import Duration
-from strangler_proxy.plan.load import parse_document, read_document
+from strangler_proxy.plan.load import ISSUES, parse_document, read_document
 
 __all__ = [
     "DEFAULT_TOKEN_ENV",
     "Backoff",
+    "Nats",
     "Ownership",
     "RelayOidc",
     "RelaySettings",
@@ -51,6 +62,9 @@ __all__ = [
 _PATTERN = re.compile(r"^(?:\*|[a-z][a-z0-9_]*(?:\.[a-z][a-z0-9_]*)*(?:\.\*)?)$")
 _NAME = re.compile(r"^[a-z0-9](?:[a-z0-9_-]*[a-z0-9])?$")
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
+_NATS_URL = re.compile(r"^(?:nats|tls)://[^\s/]+/?$")
+_STREAM = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+_SUBJECT = re.compile(r"^[A-Za-z0-9_-]+(?:\.[A-Za-z0-9_-]+)*$")
 
 DEFAULT_TOKEN_ENV = "STRANGLER_INTERNAL_TOKEN"
 """The environment variable holding the internal token, unless a sync file
@@ -138,6 +152,10 @@ class Subscriber(_Model):
     this subscriber (default: ``oidc.client_id_env``)."""
     client_secret_env: str | None = None
     """With ``oidc``: the variable holding that client's secret."""
+    transport: Literal["http", "jetstream"] = "http"
+    """How the relay delivers: ``http`` posts to ``url`` + ``path``;
+    ``jetstream`` publishes to the sync file's ``nats`` broker, and ``url``
+    serves backfill and reconcile only."""
 
     @field_validator("url")
     @classmethod
@@ -228,6 +246,53 @@ class Ownership(_Model):
         return tuple(sorted(t for t, o in self.owners.items() if o == service))
 
 
+class Nats(_Model):
+    """The NATS JetStream broker that ``transport: jetstream`` subscribers get
+    their events from: subject ``<subject_prefix>.<subscriber>`` of ``stream``
+    (created when missing)."""
+
+    url: str = "nats://127.0.0.1:4222"
+    stream: str = "STRANGLER_EVENTS"
+    subject_prefix: str = Field(default="strangler.events", max_length=200)
+    token_env: str | None = None
+    """The environment variable holding the broker's token, if it wants one."""
+
+    @field_validator("url")
+    @classmethod
+    def _nats_url(cls, value: str) -> str:
+        if not _NATS_URL.match(value):
+            raise ValueError(
+                f"must be a nats:// or tls:// URL such as nats://127.0.0.1:4222, "
+                f"not {value!r}"
+            )
+        return value.rstrip("/")
+
+    @field_validator("stream")
+    @classmethod
+    def _stream(cls, value: str) -> str:
+        if not _STREAM.match(value):
+            raise ValueError(
+                f"{value!r} is not a stream name: letters, digits, '-' and '_' "
+                "(at most 64)"
+            )
+        return value
+
+    @field_validator("subject_prefix")
+    @classmethod
+    def _subject(cls, value: str) -> str:
+        if not _SUBJECT.match(value):
+            raise ValueError(
+                f"{value!r} is not a subject prefix: dot-separated tokens of "
+                "letters, digits, '-' and '_', without wildcards"
+            )
+        return value
+
+    @field_validator("token_env")
+    @classmethod
+    def _token_env(cls, value: str | None) -> str | None:
+        return None if value is None else _env_name(value)
+
+
 class RelayOidc(_Model):
     """The relay's client of an OIDC provider (client credentials): every
     subscriber then gets a token whose audience is the subscriber's name
@@ -264,6 +329,28 @@ class SyncConfig(_Model):
     ownership: Ownership = Ownership()
     oidc: RelayOidc | None = None
     """Client credentials instead of the shared token (see :class:`RelayOidc`)."""
+    nats: Nats | None = None
+    """The broker of ``transport: jetstream`` subscribers (see :class:`Nats`)."""
+
+    @model_validator(mode="after")
+    def _nats_for_jetstream(self, info: ValidationInfo) -> SyncConfig:
+        if self.nats is not None:
+            return self
+        issues = [
+            (
+                ("subscribers", name, "transport"),
+                "jetstream needs a top-level nats: {url: nats://...} (the broker "
+                "to publish to)",
+            )
+            for name, sub in self.subscribers.items()
+            if sub.transport == "jetstream"
+        ]
+        sink = (info.context or {}).get(ISSUES)
+        if sink is not None:
+            sink.extend(issues)
+        elif issues:
+            raise ValueError(f"subscribers.{issues[0][0][1]}.transport: {issues[0][1]}")
+        return self
 
     @model_validator(mode="after")
     def _oidc_for_clients(self) -> SyncConfig:

@@ -15,6 +15,9 @@ with the same idempotent, ordered ingest as ``POST /internal/events``.
   outbox order, and the ingest's per-aggregate sequence check holds back an
   event whose predecessor has not been applied yet.
 - **Broker down is an outage**: the subscriber backs off, no event is charged.
+  An event larger than the broker's ``max_payload`` is no outage: it can
+  never be published, so it is rejected (charged, parked like an event a
+  service rejects).
 
 The broker's own credential (a token, or user and password in the URL) is the
 trust boundary: only the relay may publish on the prefix (NATS accounts and
@@ -28,10 +31,18 @@ import logging
 import os
 from collections.abc import Mapping, Sequence
 from typing import Any
+from urllib.parse import urlsplit
 
 import orjson
 
-__all__ = ["JetStreamPublisher", "JetStreamUnavailable", "message_id", "subject_for"]
+__all__ = [
+    "JetStreamPublisher",
+    "JetStreamRejected",
+    "JetStreamUnavailable",
+    "message_id",
+    "redact_url",
+    "subject_for",
+]
 
 
 log = logging.getLogger("strangler.relay")
@@ -43,7 +54,35 @@ async def _quiet(exc: Exception) -> None:
 
 
 class JetStreamUnavailable(Exception):
-    """The broker could not be reached or did not acknowledge in time."""
+    """The broker could not be reached or did not acknowledge in time.
+
+    ``stored``: the event ids of the batch it acknowledged before that, in
+    order (they are in the stream)."""
+
+    def __init__(self, message: str, stored: Sequence[str] = ()) -> None:
+        super().__init__(message)
+        self.stored = list(stored)
+
+
+class JetStreamRejected(Exception):
+    """The broker can never take event ``event_id`` (over its
+    ``max_payload``). ``stored``: the ones of the batch before it."""
+
+    def __init__(self, message: str, event_id: str, stored: Sequence[str]) -> None:
+        super().__init__(message)
+        self.event_id = event_id
+        self.stored = list(stored)
+
+
+def redact_url(url: str) -> str:
+    """``url`` without its user and password, for messages and logs."""
+    parts = urlsplit(url)
+    if parts.username is None and parts.password is None:
+        return url
+    host = parts.hostname or ""
+    if parts.port is not None:
+        host = f"{host}:{parts.port}"
+    return parts._replace(netloc=f"***@{host}").geturl()
 
 
 def subject_for(prefix: str, subscriber: str) -> str:
@@ -97,7 +136,7 @@ class JetStreamPublisher:
                 timeout=self.timeout * 2,
             )
         except Exception as exc:  # nats raises several unrelated types
-            raise JetStreamUnavailable(f"{self.url}: {exc}") from exc
+            raise JetStreamUnavailable(f"{redact_url(self.url)}: {exc}") from exc
         self._js = self._nc.jetstream(timeout=self.timeout)
         try:
             await self._js.stream_info(self.stream)
@@ -116,32 +155,39 @@ class JetStreamPublisher:
     ) -> list[str]:
         """Publish ``envelopes`` in order; the event ids the broker stored
         (or already had). Raises :class:`JetStreamUnavailable` at the first
-        one it did not acknowledge: the ones before it are stored."""
+        one it did not acknowledge, :class:`JetStreamRejected` at one it can
+        never take: the ones before it are stored."""
+        from nats.errors import MaxPayloadError
+
         try:
             js = await self._connect()
         except JetStreamUnavailable:
             raise
         except Exception as exc:
             await self.close()
-            raise JetStreamUnavailable(f"{self.url}: {exc}") from exc
+            raise JetStreamUnavailable(f"{redact_url(self.url)}: {exc}") from exc
         subject = subject_for(self.subject_prefix, subscriber)
         stored: list[str] = []
         for envelope in envelopes:
             event_id = str(envelope["event_id"])
             headers = {"Nats-Msg-Id": message_id(subscriber, event_id)}
-            if traceparent := envelope.get("traceparent"):
-                headers["traceparent"] = str(traceparent)
+            # W3C trace context as message headers too (as an HTTP call would).
+            for key in ("traceparent", "tracestate"):
+                if value := envelope.get(key):
+                    headers[key] = str(value)
+            data = orjson.dumps(envelope)
             try:
-                await js.publish(
-                    subject,
-                    orjson.dumps(envelope),
-                    headers=headers,
-                    timeout=self.timeout,
-                )
+                await js.publish(subject, data, headers=headers, timeout=self.timeout)
+            except MaxPayloadError as exc:  # refused before it was sent
+                raise JetStreamRejected(
+                    f"event is {len(data)} bytes, over the broker's max_payload",
+                    event_id,
+                    stored,
+                ) from exc
             except Exception as exc:
                 await self.close()
                 raise JetStreamUnavailable(
-                    f"publishing to {subject}: {type(exc).__name__}: {exc}"
+                    f"publishing to {subject}: {type(exc).__name__}: {exc}", stored
                 ) from exc
             stored.append(event_id)
         return stored

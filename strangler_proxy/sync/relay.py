@@ -37,9 +37,22 @@ Guarantees, per subscriber (``docs/reference/sync.md``):
 - **One relay per outbox.** A store that can (:class:`~.outbox.Lockable`) is
   locked when the relay starts; a second relay fails at once.
 
-Each subscriber runs as its own task with its own ``httpx.AsyncClient``, so a
-slow or dead service delays nobody else. The store is called from one worker
-thread (the Django ORM is synchronous).
+- **Two transports, one relay.** A subscriber's ``transport`` (sync file)
+  picks how a batch goes out (:mod:`.transports`): ``http`` posts it to the
+  service; ``jetstream`` publishes it to NATS JetStream, one event after the
+  other, each acknowledged by the broker before the next
+  (``docs/reference/jetstream.md``). For a JetStream subscriber *delivered*
+  means *stored by the broker* (the service's consumer applies it, with the
+  same ingest); the broker unreachable or not acknowledging is an outage like
+  a service that is down: the subscriber backs off, no event is charged, and
+  the first failure of an outage is logged as an ERROR. Everything else above
+  (what is due, ``previous_sequence``, owner suppression, holding back,
+  parking, counters) is the relay's and the same for both.
+
+Each subscriber runs as its own task with its own transport (an
+``httpx.AsyncClient``, or a connection to the broker), so a slow or dead
+service delays nobody else. The store is called from one worker thread (the
+Django ORM is synchronous).
 
 **A busy database is waited out.** A store call that meets a lock (SQLite's
 ``database is locked`` while ``strangler backfill`` or the monolith writes, a
@@ -54,18 +67,20 @@ import asyncio
 import contextlib
 import datetime as dt
 import logging
+import os
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, TypeVar
 
 import httpx
 
-from strangler_proxy.observe.tracing import start_deliveries
+from strangler_proxy.exceptions import CredentialError
 
-from .config import Subscriber, SyncConfig
+from .config import SyncConfig
 from .credentials import relay_auth
+from .jetstream import JetStreamPublisher, redact_url
 from .lock import HeldLock
 from .outbox import (
     Deferrable,
@@ -78,21 +93,22 @@ from .outbox import (
     is_busy,
     utcnow,
 )
+from .transports import (
+    OK_STATUSES,
+    WAIT_STATUSES,
+    HttpPush,
+    JetStreamPublish,
+    Transport,
+)
+from .transports import Outcome as _Outcome
+from .transports import Refused as _Refused
+from .transports import Rejected as _Rejected
+from .transports import Unavailable as _Unavailable
 
 __all__ = ["OK_STATUSES", "WAIT_STATUSES", "Relay", "SubscriberStats"]
 
 log = logging.getLogger("strangler.relay")
 
-# Per-event results that mean "the service has this event"; anything else is a
-# rejection. "stale": the service already holds a later sequence.
-OK_STATUSES = frozenset({"applied", "duplicate", "stale", "ignored"})
-# Per-event results that mean "not yet": the event is held back briefly and
-# sent again once the relay has caught up, not charged (until
-# relay.dependency_wait has passed).
-WAIT_STATUSES = frozenset({"dependency_missing"})
-_OUTAGE_STATUSES = frozenset({429, 502, 503, 504})
-# The subscriber refuses the relay's credential.
-_REFUSED_STATUSES = frozenset({401, 403})
 # A store call that finds the database busy is retried this many times, after
 # 0.05s, 0.1s, ... (at most 2s) between attempts, before the error is raised.
 BUSY_RETRIES = 8
@@ -101,27 +117,12 @@ _BUSY_INITIAL, _BUSY_MAX = 0.05, 2.0
 T = TypeVar("T")
 
 
-class _Unavailable(Exception):
-    """The subscriber is down: back off, charge no event."""
-
-
-class _Rejected(Exception):
-    """The subscriber answered but refused the whole request."""
-
-
-class _Refused(Exception):
-    """The subscriber refuses the relay's credential (401/403)."""
-
-    def __init__(self, status: int, detail: str) -> None:
-        super().__init__(f"HTTP {status}: {detail}")
-        self.status = status
-        self.detail = detail
-
-
 @dataclass(slots=True)
 class SubscriberStats:
     """Counters and state of one subscriber (see :meth:`Relay.stats`)."""
 
+    transport: str = "http"
+    """How events reach it: ``http`` or ``jetstream`` (the sync file's)."""
     delivered: int = 0
     rejected: int = 0
     parked: int = 0
@@ -143,6 +144,7 @@ class SubscriberStats:
         if self.retry_at is not None:
             retry_in = max((self.retry_at - now).total_seconds(), 0.0)
         return {
+            "transport": self.transport,
             "delivered": self.delivered,
             "rejected": self.rejected,
             "parked": self.parked,
@@ -170,19 +172,12 @@ class SubscriberStats:
         }
 
 
-@dataclass
-class _Outcome:
-    delivered: list[str] = field(default_factory=list)
-    failed: list[tuple[Pending, str]] = field(default_factory=list)
-    waiting: list[tuple[Pending, str]] = field(default_factory=list)
-    refused: _Refused | None = None
-
-
 class Relay:
     """Delivers outbox events to the subscribers of a :class:`SyncConfig`.
 
-    Use as an async context manager (it owns the HTTP clients, the store's
-    worker thread and the store's relay lock)::
+    Use as an async context manager (it owns the transports: HTTP clients and
+    broker connections, the store's worker thread and the store's relay
+    lock)::
 
         async with Relay(config, store) as relay:
             await relay.drain()          # strangler relay --once
@@ -193,8 +188,10 @@ class Relay:
     client-credentials token, :func:`.credentials.relay_auth`) in
     ``environ`` (default ``os.environ``) when the relay is made: a variable
     that is not set raises :class:`~strangler_proxy.exceptions.CredentialError`
-    naming it. Entering raises :class:`~strangler_proxy.exceptions.LockHeld`
-    when another relay delivers this outbox.
+    naming it; so does the ``nats.token_env`` variable when the sync file
+    names one and a subscriber uses JetStream. Entering raises
+    :class:`~strangler_proxy.exceptions.LockHeld` when another relay delivers
+    this outbox.
     """
 
     def __init__(
@@ -214,15 +211,22 @@ class Relay:
         self._credentials = {
             name: relay_auth(name, sub, config.oidc, environ)
             for name, sub in config.subscribers.items()
+            if sub.transport == "http"
         }
+        self._environ = environ
+        if config.nats is not None and config.nats.token_env is not None:
+            self._nats_credential(environ)
         self._accepted: set[str] = set()
         self._held: HeldLock | None = None
         self.batch = batch or config.relay.batch
         self.poll = config.relay.poll if poll is None else poll
         self._clock = clock
         self._transport = transport
-        self._stats = {name: SubscriberStats() for name in config.subscribers}
-        self._clients: dict[str, httpx.AsyncClient] = {}
+        self._stats = {
+            name: SubscriberStats(transport=sub.transport)
+            for name, sub in config.subscribers.items()
+        }
+        self._transports: dict[str, Transport] = {}
         self._executor: ThreadPoolExecutor | None = None
         self.busy_retries = BUSY_RETRIES
         # (subscriber, event_id) -> when it first answered dependency_missing.
@@ -243,14 +247,40 @@ class Relay:
                 self._executor = None
                 raise
         timeout = httpx.Timeout(self.config.relay.timeout)
+        nats = self.config.nats
         for name, sub in self.config.subscribers.items():
-            self._clients[name] = httpx.AsyncClient(
+            if sub.transport == "jetstream":
+                assert nats is not None  # the sync file's validation
+                publisher = JetStreamPublisher(
+                    nats.url,
+                    stream=nats.stream,
+                    subject_prefix=nats.subject_prefix,
+                    token_env=nats.token_env,
+                    timeout=self.config.relay.timeout,
+                    environ=self._environ,
+                )
+                self._transports[name] = JetStreamPublish(name, publisher)
+                continue
+            client = httpx.AsyncClient(
                 base_url=sub.url,
                 timeout=timeout,
                 transport=self._transport,
                 auth=self._credentials[name],
             )
+            self._transports[name] = HttpPush(name, client, sub.path)
         return self
+
+    def _nats_credential(self, environ: Mapping[str, str] | None) -> None:
+        nats = self.config.nats
+        assert nats is not None and nats.token_env is not None
+        users = [n for n, s in self.config.subscribers.items() if s.transport != "http"]
+        env = os.environ if environ is None else environ
+        if users and not env.get(nats.token_env, "").strip():
+            raise CredentialError(
+                f"{users[0]}: the environment variable {nats.token_env} is not "
+                "set; the relay sends it to the NATS broker (sync file: "
+                "nats.token_env)"
+            )
 
     async def __aexit__(
         self,
@@ -258,9 +288,9 @@ class Relay:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        for client in self._clients.values():
-            await client.aclose()
-        self._clients.clear()
+        for transport in self._transports.values():
+            await transport.aclose()
+        self._transports.clear()
         close = getattr(self.store, "close", None)
         if self._executor is not None:
             if self._held is not None:
@@ -345,17 +375,19 @@ class Relay:
         if not batch:
             return 0
         try:
-            outcome = await self._send(name, sub, batch)
+            outcome = await self._send(name, batch)
         except _Unavailable as exc:
+            if exc.delivered:  # stored by the broker before it failed
+                await self._record(name, _Outcome(delivered=exc.delivered))
             self._outage(name, str(exc))
-            return 0
+            return len(exc.delivered)
         except _Refused as exc:
             outcome = _Outcome(refused=exc)
         except _Rejected as exc:
             if len(batch) == 1:
                 outcome = _Outcome(failed=[(batch[0], str(exc))])
             else:
-                outcome = await self._isolate(name, sub, batch)
+                outcome = await self._isolate(name, batch)
         await self._record(name, outcome)
         if outcome.refused is not None:
             await self._refused(name, outcome.refused)
@@ -421,48 +453,39 @@ class Relay:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=delay)
 
-    async def _send(
-        self, name: str, sub: Subscriber, batch: Sequence[Pending]
-    ) -> _Outcome:
-        client = self._clients[name]
-        self._stats[name].requests += 1
-        body = {"events": [p.envelope for p in batch]}
-        traced = start_deliveries(name, body["events"])  # None: tracing off
-        if traced is not None:
-            body["events"] = traced.envelopes
-        try:
-            response = await client.post(sub.path, json=body)
-        except httpx.TransportError as exc:
-            if traced is not None:
-                traced.end(error=type(exc).__name__)
-            raise _Unavailable(f"{type(exc).__name__}: {exc}") from exc
-        if traced is not None:
-            traced.end(response.status_code)
-        if response.status_code in _OUTAGE_STATUSES:
-            raise _Unavailable(f"HTTP {response.status_code}")
+    async def _send(self, name: str, batch: Sequence[Pending]) -> _Outcome:
+        """One batch through the subscriber's transport (:mod:`.transports`)."""
         state = self._stats[name]
-        state.consecutive_outages, state.retry_at = 0, None  # it answered
-        if response.status_code in _REFUSED_STATUSES:
-            raise _Refused(response.status_code, _detail(response))
+        state.requests += 1
+        try:
+            outcome = await self._transports[name].send(batch)
+        except _Refused:
+            state.consecutive_outages, state.retry_at = 0, None  # it answered
+            raise
+        except _Rejected:
+            state.consecutive_outages, state.retry_at = 0, None
+            await self._accept(name)
+            raise
+        state.consecutive_outages, state.retry_at = 0, None
+        await self._accept(name)
+        return outcome
+
+    async def _accept(self, name: str) -> None:
         if name not in self._accepted:
             # It takes our credential: forget a refusal an earlier relay kept.
             self._accepted.add(name)
             await self._keep_refusal(name, None)
-        if not response.is_success:
-            raise _Rejected(f"HTTP {response.status_code}: {response.text[:500]}")
-        return _outcome(batch, response)
 
-    async def _isolate(
-        self, name: str, sub: Subscriber, batch: Sequence[Pending]
-    ) -> _Outcome:
+    async def _isolate(self, name: str, batch: Sequence[Pending]) -> _Outcome:
         outcome = _Outcome()
         failed: set[tuple[str, str]] = set()
         for pending in batch:
             if pending.aggregate in failed:
                 continue
             try:
-                single = await self._send(name, sub, [pending])
+                single = await self._send(name, [pending])
             except _Unavailable as exc:
+                outcome.delivered += exc.delivered
                 self._outage(name, str(exc))
                 break
             except _Refused as exc:
@@ -521,6 +544,20 @@ class Relay:
         state.last_error = error
         delay = self.config.relay.backoff.delay(state.consecutive_outages)
         state.retry_at = self._clock() + dt.timedelta(seconds=delay)
+        nats = self.config.nats
+        if state.transport == "jetstream" and nats is not None:
+            # The broker is shared by every JetStream subscriber: say it once
+            # loudly per outage, then quietly.
+            log.log(
+                logging.ERROR if state.consecutive_outages == 1 else logging.WARNING,
+                "relay: the NATS broker %s does not take %s's events (%s); they "
+                "stay in the outbox, none is charged; retry in %.2fs",
+                redact_url(nats.url),
+                name,
+                error,
+                delay,
+            )
+            return
         log.warning("relay: %s unavailable (%s); retry in %.2fs", name, error, delay)
 
     async def _wake(self, name: str, now: dt.datetime) -> int:
@@ -588,57 +625,6 @@ class Relay:
                 )
 
 
-def _detail(response: httpx.Response) -> str:
-    """The ``detail`` of an error answer, else the start of its body."""
-    try:
-        data = response.json()
-    except ValueError:
-        data = None
-    if isinstance(data, dict) and isinstance(data.get("detail"), str):
-        return str(data["detail"])[:200]
-    return response.text[:200] or response.reason_phrase
-
-
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     return text[0] if text else type(exc).__name__
-
-
-def _outcome(batch: Sequence[Pending], response: httpx.Response) -> _Outcome:
-    """Read the per-event results of a 2xx answer.
-
-    ``{"results": [{"event_id": ..., "status": ...}, ...]}``; an answer without
-    ``results`` (e.g. 204) accepts the whole batch.
-    """
-    results: dict[str, dict[str, Any]] = {}
-    if response.content:
-        try:
-            data = response.json()
-        except ValueError:
-            raise _Rejected(f"HTTP {response.status_code}: body is not JSON") from None
-        raw = data.get("results") if isinstance(data, dict) else None
-        if raw is None:
-            return _Outcome(delivered=[p.event_id for p in batch])
-        if not isinstance(raw, list):
-            raise _Rejected("'results' is not a list")
-        for item in raw:
-            if isinstance(item, dict) and "event_id" in item:
-                results[str(item["event_id"])] = item
-    else:
-        return _Outcome(delivered=[p.event_id for p in batch])
-    outcome = _Outcome()
-    failed: set[tuple[str, str]] = set()
-    for pending in batch:
-        item = results.get(pending.event_id)
-        status = str(item.get("status")) if item else "missing"
-        if status in OK_STATUSES:
-            outcome.delivered.append(pending.event_id)
-        elif pending.aggregate not in failed:
-            failed.add(pending.aggregate)
-            detail = item.get("detail") or item.get("error") if item else None
-            reason = f"{status}: {detail}" if detail else status
-            if status in WAIT_STATUSES:
-                outcome.waiting.append((pending, reason))
-            else:
-                outcome.failed.append((pending, reason))
-    return outcome
