@@ -30,7 +30,7 @@ from .clients import CircuitBreaker, ServiceClient
 from .events import HANDLERS, import_handlers
 from .projection import Projector
 from .readmodel import open_read_model
-from .routers import orders_router
+from .routers import internal_router, orders_router
 from .saga import Saga
 from .settings import OrdersConfig, load_config, load_settings
 from .store import OrdersApplication
@@ -58,7 +58,7 @@ def create_app(
     transports = dict(transports or {})
     app = create_service_app(
         settings,
-        routers=[orders_router],
+        routers=[orders_router, internal_router],
         migrations=MIGRATIONS,
         # The monolith's orders go to the event store the lifespan opens.
         event_handlers={

@@ -209,6 +209,13 @@ def status(as_json: bool, team: str | None, admin: str, token: str | None) -> No
                 f"{evidence['mismatch_rate'] * 100:.2f}%, errors "
                 f"{evidence['error_rate'] * 100:.2f}%)"
             )
+            for item in gate.get("invariants", []):
+                value = "?" if item["value"] is None else item["value"]
+                mark = "ok" if item["ok"] else "FAILS"
+                click.echo(
+                    f"    invariant {item['name']}: {value} (max {item['threshold']}) "
+                    f"{mark}"
+                )
             for failure in gate["failures"]:
                 click.echo(f"    - {failure}")
         last = row["last_change"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 
 import click
 
@@ -10,6 +11,7 @@ from strangler_proxy.exceptions import CliError, PlanError
 from strangler_proxy.sync import reconcile as reconciling
 from strangler_proxy.sync.adapter import load_adapter
 from strangler_proxy.sync.config import load_sync
+from strangler_proxy.sync.status import status_path, update_entry
 
 __all__ = ["reconcile"]
 
@@ -82,6 +84,7 @@ def reconcile(
     except Exception as exc:
         # Database drivers raise their own hierarchies (SQLAlchemy, Django).
         raise CliError(f"{type(exc).__name__}: {exc}", FAILED) from exc
+    _record(report, sampled=sample is not None)
     if output == "json":
         click.echo(json.dumps(report.to_dict(), indent=2, default=str))
     else:
@@ -91,6 +94,31 @@ def reconcile(
         # main() runs it with standalone_mode=False.
         drifted = sum(1 for e in report.entities if e.drift)
         raise CliError(f"drift in {drifted} of {len(report.entities)} entities", DRIFT)
+
+
+def _record(report: reconciling.ReconcileReport, *, sampled: bool) -> None:
+    """Keep the result in the sync status file (``$STRANGLER_SYNC_STATUS``),
+    for the dashboard and the gate's ``reconcile_drift`` invariant."""
+    path = status_path()
+    if path is None:
+        return
+    entities = report.entities
+    try:
+        update_entry(
+            path,
+            "reconcile",
+            report.service,
+            {
+                "at": time.time(),
+                "drift": report.drift,
+                "sampled": sampled,
+                "missing": sum(e.missing for e in entities),
+                "extra": sum(e.extra for e in entities),
+                "differing": sum(e.differing for e in entities),
+            },
+        )
+    except OSError as exc:
+        click.echo(f"warning: could not record the result in {path}: {exc}", err=True)
 
 
 def _print_table(report: reconciling.ReconcileReport) -> None:

@@ -8,6 +8,7 @@
 * :mod:`.lease`: the leader lease, so one process runs the progression;
 * :mod:`.overrides`: layering overrides over a declared plan;
 * :mod:`.gate`: may a route move towards its service? (pure);
+* :mod:`.invariants`: the gate's invariant probes (services, sync status);
 * :mod:`.controller`: promote, rollback, status; builds runtimes with the
   overrides layered in and listens to the data plane's plan swaps;
 * :mod:`.progression`: automatic canary steps (Flagger-style);

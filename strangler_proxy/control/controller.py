@@ -20,18 +20,20 @@ recorded as ``who = "plan reload"``. The data plane never calls it.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from strangler_proxy.exceptions import ControlError, UnknownRouteError
 from strangler_proxy.observe.sides import SideStats
-from strangler_proxy.plan import Plan, Route, version_hash
+from strangler_proxy.plan import Plan, Route, UpstreamConfig, version_hash
 from strangler_proxy.proxy.runtime import Runtime, RuntimeHolder
 
 from .gate import Evidence, GateDecision, evaluate
+from .invariants import InvariantProbes, InvariantReading, guards
 from .overrides import Superseded, apply_overrides, split_overrides
 from .state import MODES, format_state, parse_state, rank, route_state
 from .store import Change, Store
@@ -74,10 +76,12 @@ class Controller:
         holder: RuntimeHolder,
         store: Store,
         sides: SideStats | None = None,
+        invariants: InvariantProbes | None = None,
     ) -> None:
         self.holder = holder
         self.store = store
         self.sides = sides if sides is not None else SideStats()
+        self.invariants = invariants if invariants is not None else InvariantProbes()
         self._lock = asyncio.Lock()
         self._settled: tuple[Runtime | None, tuple[str, ...]] = (None, ())
         holder.subscribe(self._on_swap)
@@ -166,7 +170,7 @@ class Controller:
         promotion.
         """
         current = {r.name: route_state(r) for r in self.holder.current.plan.routes}
-        gates = {r.name: r.gate for r in new.declared_plan.routes}
+        declared = {r.name: r for r in new.declared_plan.routes}
         moves = []
         for route in new.plan.routes:
             after = route_state(route)
@@ -180,8 +184,17 @@ class Controller:
                 continue
             decision = None
             if route.service is not None and towards and rank(after) > rank(before):
-                config = gates.get(route.name, route.gate)
-                evidence = await asyncio.to_thread(self.evidence, route.name)
+                plan_route = declared.get(route.name, route)
+                config = plan_route.gate
+                evidence = await asyncio.to_thread(
+                    functools.partial(
+                        self.evidence,
+                        route.name,
+                        plan_route,
+                        new.declared_plan.upstreams,
+                        fresh=True,
+                    )
+                )
                 decision = evaluate(config, evidence)
             moves.append(Transition(route.name, before, after, decision))
         return moves
@@ -293,10 +306,31 @@ class Controller:
         history = self.store.history(name, limit=1)
         return history[-1].at if history else None
 
-    def evidence(self, name: str) -> Evidence:
+    def evidence(
+        self,
+        name: str,
+        route: Route | None = None,
+        upstreams: Mapping[str, UpstreamConfig] | None = None,
+        *,
+        fresh: bool = False,
+    ) -> Evidence:
         """What the parity store and the proxy know of ``name`` since its last
-        change."""
+        change, and, where they guard it, the gate's invariants read now
+        (``route``'s, in a plan of ``upstreams``; by default as the running
+        plan declares them; ``fresh``: not from the probes' short cache).
+        Blocking: call it off the event loop."""
         runtime = self.holder.current
+        if route is None:
+            route = next(
+                (r for r in runtime.declared_plan.routes if r.name == name), None
+            )
+        readings: tuple[InvariantReading, ...] = ()
+        if route is not None and guards(route):
+            readings = self.invariants.read(
+                route.gate.invariants,
+                runtime.declared_plan.upstreams if upstreams is None else upstreams,
+                fresh=fresh,
+            )
         summary = None
         parity = runtime.shadow.store if runtime.shadow is not None else None
         if parity is None:
@@ -306,11 +340,11 @@ class Controller:
             for item in parity.route_summaries(since=self._since(name)):
                 if item.route == name:
                     summary = item
-        return Evidence.collect(summary, self.sides.totals(name))
+        return Evidence.collect(summary, self.sides.totals(name), readings)
 
-    def check(self, name: str) -> GateDecision:
-        """The gate's verdict on ``name`` now."""
-        return evaluate(self.declared(name).gate, self.evidence(name))
+    def check(self, name: str, *, fresh: bool = False) -> GateDecision:
+        """The gate's verdict on ``name`` now (``fresh``: see :meth:`evidence`)."""
+        return evaluate(self.declared(name).gate, self.evidence(name, fresh=fresh))
 
     # -- changes -------------------------------------------------------------
 
@@ -337,7 +371,9 @@ class Controller:
                 )
             decision = None
             if parse_state(to)[0] in ("canary", "cutover"):
-                decision = await asyncio.to_thread(self.check, name)
+                decision = await asyncio.to_thread(
+                    functools.partial(self.check, name, fresh=True)
+                )
                 if not decision.allowed and not force:
                     raise ControlError(
                         f"{name}: the gate refuses {current} -> {to}",

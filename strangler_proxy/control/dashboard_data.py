@@ -186,7 +186,7 @@ def _gate(
         "allowed": data.get("allowed"),
         "insufficient": data.get("insufficient", False),
         "failures": list(data.get("failures") or []),
-        "rows": _gate_rows(config, evidence),
+        "rows": _gate_rows(config, evidence) + list(data.get("invariants") or []),
     }
 
 

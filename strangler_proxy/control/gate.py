@@ -13,12 +13,19 @@ sources, both counted since the route's last change:
 The latency ratio is the service's *mean* upstream time over the monolith's,
 from requests each side answered for real (canary and cutover); shadow
 requests are not timed, so in pure shadow mode the criterion is not checked.
+
+A third source, for routes that take writes: the gate's *invariants*
+(:mod:`.invariants`), counts such as orphan reservations or parked relay
+events, read when the gate is evaluated. Each is a criterion of its own: its
+count must be at most its ``max``, and one that could not be read fails.
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
+
+from .invariants import InvariantReading
 
 if TYPE_CHECKING:
     from strangler_proxy.observe.sides import SideTotals
@@ -46,6 +53,8 @@ class Evidence:
     """Mean upstream seconds of requests the service answered, if any."""
     legacy_latency: float | None = None
     """Mean upstream seconds of requests the monolith answered, if any."""
+    invariants: tuple[InvariantReading, ...] = ()
+    """The gate's invariants, read now (none where they do not apply)."""
 
     @property
     def samples(self) -> int:
@@ -96,7 +105,10 @@ class Evidence:
 
     @classmethod
     def collect(
-        cls, summary: RouteSummary | None, totals: SideTotals | None
+        cls,
+        summary: RouteSummary | None,
+        totals: SideTotals | None,
+        invariants: tuple[InvariantReading, ...] = (),
     ) -> Evidence:
         """Combine the parity store's counts and the proxy's side totals."""
         if totals is None:
@@ -111,6 +123,7 @@ class Evidence:
             answered_errors=totals.service_errors,
             service_latency=totals.service_latency,
             legacy_latency=totals.legacy_latency,
+            invariants=invariants,
         )
 
 
@@ -125,13 +138,31 @@ class GateDecision:
     """Failed only because there were too few samples (not a regression)."""
 
     def as_dict(self) -> dict[str, Any]:
-        """JSON-ready."""
+        """JSON-ready. ``invariants`` has one row per invariant in the shape
+        of the dashboard's gate rows (``key``, ``name``, ``value``,
+        ``threshold``, ``op``, ``ok``, ``unit``, ``detail``)."""
         return {
             "allowed": self.allowed,
             "failures": list(self.failures),
             "insufficient": self.insufficient,
             "evidence": self.evidence.as_dict(),
+            "invariants": [_row(r) for r in self.evidence.invariants],
         }
+
+
+def _row(reading: InvariantReading) -> dict[str, Any]:
+    return {
+        "key": f"invariant:{reading.name}",
+        "name": reading.name,
+        "value": reading.value,
+        "threshold": reading.max,
+        "op": "<=",
+        "ok": reading.ok,
+        "unit": "count",
+        "detail": reading.source
+        if reading.error is None
+        else f"{reading.source}: {reading.error}",
+    }
 
 
 def _pct(value: float) -> str:
@@ -163,6 +194,17 @@ def evaluate(config: GateConfig, evidence: Evidence) -> GateDecision:
             f"latency ratio: {ratio:.2f} > max_latency_ratio "
             f"{config.max_latency_ratio:g}"
         )
+    for reading in evidence.invariants:
+        if reading.error is not None or reading.value is None:
+            failures.append(
+                f"invariant {reading.name}: not known ({reading.error}), "
+                f"max {reading.max} [{reading.source}]"
+            )
+        elif reading.value > reading.max:
+            failures.append(
+                f"invariant {reading.name}: {reading.value} > max {reading.max} "
+                f"[{reading.source}]"
+            )
     return GateDecision(
         allowed=not failures,
         failures=failures,

@@ -83,6 +83,14 @@ def check_plan(plan: PlanParts, *, unsure: Collection[int] = ()) -> list[Issue]:
             issues.append(
                 ((*loc, "fallback"), "fallback 'legacy' needs a service upstream")
             )
+        for i, probe in enumerate(route.gate.invariants):
+            if probe.upstream is not None and probe.upstream not in upstreams:
+                issues.append(
+                    (
+                        (*loc, "gate", "invariants", i, "upstream"),
+                        f"unknown upstream {probe.upstream!r} (declared: {known})",
+                    )
+                )
     issues.extend(unreachable_routes(plan.routes, unsure=unsure))
     return issues
 

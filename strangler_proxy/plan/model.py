@@ -38,6 +38,7 @@ __all__ = [
     "HealthCheckConfig",
     "IdentityConfig",
     "IdentityResolverConfig",
+    "InvariantProbe",
     "Limits",
     "Match",
     "OidcConfig",
@@ -637,6 +638,104 @@ class ShadowConfig(FrozenModel):
     )
 
 
+class InvariantProbe(FrozenModel):
+    """One invariant the gate checks: a count that must stay at most ``max``.
+
+    Either read from a service (``url``, or ``upstream`` + ``path``: an HTTP
+    GET answering ``{"invariants": {"<field>": <count>, ...}}``, sent with the
+    internal credential), or ``builtin``: computed by the toolkit from the
+    sync status file (``parked_events``: relay events parked for good;
+    ``reconcile_drift``: rows the last ``strangler reconcile`` found missing,
+    extra or differing). A probe that fails or times out fails the gate.
+    """
+
+    name: str = Field(
+        description="Slug naming the criterion in the gate's verdict, e.g. "
+        "`orphan_reservations`."
+    )
+    builtin: Literal["parked_events", "reconcile_drift"] | None = Field(
+        default=None,
+        description="A count the toolkit reads from the sync status file "
+        "(`STRANGLER_SYNC_STATUS`, else `var/sync-status.json`) instead of "
+        "asking a service.",
+    )
+    url: str | None = Field(
+        default=None,
+        description="Absolute http(s) URL of the service endpoint to GET.",
+    )
+    upstream: str | None = Field(
+        default=None,
+        description="A declared upstream to GET `path` of, instead of `url`.",
+    )
+    path: str = Field(
+        default="/internal/invariants",
+        description="Path asked of `upstream`.",
+    )
+    field: str | None = Field(
+        default=None,
+        description="Key of the count in the answer's `invariants` object. "
+        "Unset: the probe's name.",
+    )
+    scope: str | None = Field(
+        default=None,
+        description="Builtins only: the one relay subscriber (`parked_events`) "
+        "or reconciled service (`reconcile_drift`) to count. Unset: all.",
+    )
+    max: int = Field(default=0, ge=0, description="Highest count that passes.")
+    timeout: Timeout = Field(
+        default=2.0, description="Time allowed for the probe (above 0)."
+    )
+    token_env: str = Field(
+        default="STRANGLER_INTERNAL_TOKEN",
+        description="Environment variable holding the internal token the probe "
+        "sends (`Authorization: Bearer`); the service's policy must allow the "
+        "caller `internal` to GET the path.",
+    )
+
+    @field_validator("name")
+    @classmethod
+    def _name_is_slug(cls, value: str) -> str:
+        if not SLUG.match(value):
+            raise ValueError(f"{value!r} is not a slug (e.g. orphan_reservations)")
+        return value
+
+    @field_validator("url")
+    @classmethod
+    def _url_is_http(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"{value!r} is not an absolute http(s) URL")
+        return value
+
+    @field_validator("path")
+    @classmethod
+    def _path_is_absolute(cls, value: str) -> str:
+        if not value.startswith("/"):
+            raise ValueError(f"{value!r} does not start with '/'")
+        return value
+
+    @model_validator(mode="after")
+    def _one_source(self) -> InvariantProbe:
+        sources = [s for s in ("builtin", "url", "upstream") if getattr(self, s)]
+        if len(sources) != 1:
+            raise ValueError(
+                "give exactly one of builtin, url or upstream "
+                f"(got {', '.join(sources) or 'none'})"
+            )
+        if self.builtin is None and self.scope is not None:
+            raise ValueError("scope is for builtin probes only")
+        if self.builtin is not None and self.field is not None:
+            raise ValueError("field is for probes of a service only")
+        return self
+
+    @property
+    def key(self) -> str:
+        """The key of the count in the service's ``invariants`` object."""
+        return self.field or self.name
+
+
 class GateConfig(FrozenModel):
     """What a route must show before it is promoted towards the service."""
 
@@ -663,6 +762,30 @@ class GateConfig(FrozenModel):
         "monolith's, over requests each side answered. Not checked until both "
         "sides answered some.",
     )
+    invariants: tuple[InvariantProbe, ...] = Field(
+        default=(),
+        description="Counts that must stay at most their `max` (orphan "
+        "reservations, parked relay events...), probed when the gate is "
+        "evaluated. See docs/reference/gate.md.",
+    )
+    invariants_for: Literal["writes", "all"] = Field(
+        default="writes",
+        description="Which routes the invariants guard: `writes`, routes whose "
+        "methods include POST, PUT, PATCH or DELETE (or any method); `all`, "
+        "every route.",
+    )
+
+    @field_validator("invariants")
+    @classmethod
+    def _unique_names(
+        cls, value: tuple[InvariantProbe, ...]
+    ) -> tuple[InvariantProbe, ...]:
+        seen: set[str] = set()
+        for probe in value:
+            if probe.name in seen:
+                raise ValueError(f"duplicate invariant name {probe.name!r}")
+            seen.add(probe.name)
+        return value
 
 
 class ProgressionConfig(FrozenModel):

@@ -213,3 +213,26 @@ def test_inventory_compares_its_projection_warehouses_and_stock(
         stock["differing"]["examples"][0]["monolith"],
         stock["differing"]["examples"][0]["service"],
     ) == (4, 3)
+
+
+def test_cli_records_its_result_for_the_gate(
+    in_step: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from strangler_proxy.control.dashboard_sync import file_status
+    from strangler_proxy.control.invariants import InvariantProbes
+    from strangler_proxy.plan import InvariantProbe
+
+    status = tmp_path / "sync-status.json"
+    monkeypatch.setenv("STRANGLER_SYNC_STATUS", str(status))
+    args = ["reconcile", "catalog", "--sync", sync_file(tmp_path)]
+    drift = InvariantProbe(name="drift", builtin="reconcile_drift", scope="catalog")
+    probes = InvariantProbes(sync_status=file_status(status), ttl=0)
+
+    assert main([*args, "--database-url", in_step]) == 0
+    assert json.loads(status.read_text())["reconcile"]["catalog"]["drift"] is False
+    assert probes.read([drift], {})[0].value == 0
+
+    execute(in_step, "DELETE FROM catalog_category WHERE slug = 'books'")
+    assert main([*args, "--database-url", in_step]) == 1
+    [reading] = probes.read([drift], {})
+    assert (reading.value, reading.ok) == (1, False)

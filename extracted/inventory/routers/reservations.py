@@ -14,7 +14,9 @@ same key. Every call can be repeated safely:
   its step cannot leave stock held for a failed order.
 - ``POST .../{key}/commit`` ships reserved units: they leave ``reserved`` and
   ``on_hand``, as the monolith's ``inventory.services.commit``.
-- ``GET /internal/inventory/reservations?order=<number>`` lists them.
+- ``GET /internal/inventory/reservations?order=<number>`` lists them;
+  ``?status=reserved&since=<ISO 8601>&limit=<n>`` lists a bounded, recent window
+  (the orders service's ``/internal/invariants`` looks for orphans this way).
 
 Rows are locked through :mod:`..services` (``SELECT ... FOR UPDATE`` in
 product order) on PostgreSQL; on SQLite the transaction starts with ``BEGIN
@@ -272,10 +274,43 @@ def commit(key: str, uow: Uow) -> dict[str, Any]:
     return body
 
 
+MAX_LIMIT = 1000
+
+
+def _window(request: Request) -> tuple[dt.datetime | None, int | None]:
+    """``since`` (ISO 8601, UTC when naive) and ``limit`` (1 to 1000)."""
+    params, errors = request.query_params, {}
+    since = limit = None
+    if raw := params.get("since"):
+        try:
+            since = dt.datetime.fromisoformat(raw)
+        except ValueError:
+            errors["since"] = ["Expected an ISO 8601 date and time."]
+        else:
+            if since.tzinfo is None:
+                since = since.replace(tzinfo=dt.UTC)
+    if raw := params.get("limit"):
+        if not raw.isdigit() or not 1 <= int(raw) <= MAX_LIMIT:
+            errors["limit"] = [f"Expected a number from 1 to {MAX_LIMIT}."]
+        else:
+            limit = int(raw)
+    if errors:
+        raise APIError(400, errors)
+    return since, limit
+
+
 @router.get("")
 def list_reservations(request: Request, uow: Uow) -> dict[str, Any]:
-    """Reservations of one order (``?order=``), or all, oldest first."""
+    """Reservations of one order (``?order=``), or all, oldest first;
+    ``?status=``, ``?since=`` and ``?limit=`` narrow them."""
+    since, limit = _window(request)
     query = select(Reservation).order_by(Reservation.created_at, Reservation.key)
     if order := request.query_params.get("order"):
         query = query.where(Reservation.order == order)
+    if status := request.query_params.get("status"):
+        query = query.where(Reservation.status == status)
+    if since is not None:
+        query = query.where(Reservation.created_at >= since)
+    if limit is not None:
+        query = query.limit(limit)
     return {"results": [_json(row) for row in uow.session.scalars(query)]}

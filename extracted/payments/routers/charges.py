@@ -7,6 +7,7 @@ credential before routing. Writes need an ``Idempotency-Key``
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
@@ -55,15 +56,40 @@ async def refund(pk: str, request: Request) -> DRFJSONResponse:
     return _respond(await _payments(request).refund(key, int(pk)))
 
 
+MAX_LIMIT = 1000
+
+
 @router.get("")
 def charges_of_order(request: Request, uow: Uow) -> dict[str, Any]:
-    """``?order=<number>``: every payment attempt of the order, newest first."""
-    number = request.query_params.get("order", "").strip()
-    if not number:
+    """``?order=<number>``: every payment attempt of the order, newest first.
+
+    Or ``?since=<ISO 8601>`` (``&status=``, ``&limit=`` up to 1000, default
+    1000): the attempts made since then, newest first, a bounded window (the
+    orders service's ``/internal/invariants`` reads charges this way).
+    """
+    params = request.query_params
+    number = params.get("order", "").strip()
+    query = select(Payment).order_by(Payment.created_at.desc(), Payment.id.desc())
+    if number:
+        query = query.where(Payment.order == number)
+    elif raw := params.get("since", "").strip():
+        try:
+            since = dt.datetime.fromisoformat(raw)
+        except ValueError:
+            raise ValidationFailed(
+                {"since": ["Expected an ISO 8601 date and time."]}
+            ) from None
+        if since.tzinfo is None:
+            since = since.replace(tzinfo=dt.UTC)
+        limit = params.get("limit", str(MAX_LIMIT))
+        if not limit.isdigit() or not 1 <= int(limit) <= MAX_LIMIT:
+            raise ValidationFailed(
+                {"limit": [f"Expected a number from 1 to {MAX_LIMIT}."]}
+            )
+        query = query.where(Payment.created_at >= since).limit(int(limit))
+    else:
         raise ValidationFailed({"order": ["This field is required."]})
-    payments = uow.session.scalars(
-        select(Payment)
-        .where(Payment.order == number)
-        .order_by(Payment.created_at.desc(), Payment.id.desc())
-    ).all()
+    if status := params.get("status", "").strip():
+        query = query.where(Payment.status == status)
+    payments = uow.session.scalars(query).all()
     return {"results": [payment_json(p) for p in payments]}
