@@ -6,6 +6,11 @@ access log, metrics and spans, and (with ``--oidc-issuer``) bearer tokens
 verified before they reach the service, for the service's own audience. Its
 callers (the edge proxy, other services, the relays) call the sidecar instead
 of the service; internal endpoints pass only with a bearer credential.
+
+With ``--policy FILE`` (the services' zero-trust policy format,
+:mod:`strangler_proxy.proxy.policy`) every internal request must also carry a
+service credential the policy allows for its method and path, else 403 here:
+the service gets only the calls its policy allows.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ import yaml
 from strangler_proxy.exceptions import CliError, PlanError, SettingsError
 from strangler_proxy.plan import parse_plan
 from strangler_proxy.plan.model import SLUG
+from strangler_proxy.proxy.policy import POLICY_VARIABLE, PolicyGuard
 from strangler_proxy.proxy.settings import ProxySettings
 
 __all__ = ["sidecar", "sidecar_plan"]
@@ -90,6 +96,14 @@ def _listen(value: str) -> tuple[str, int]:
 @click.option("--oidc-issuer", default=None, help="Verify bearer tokens of it.")
 @click.option("--jwks-url", default=None, help="Default: ISSUER/.well-known/jwks.json.")
 @click.option(
+    "--policy",
+    type=click.Path(dir_okay=False, path_type=Path),
+    envvar=POLICY_VARIABLE,
+    default=None,
+    help="Zero-trust policy of internal paths (needs --oidc-issuer); "
+    "re-read when it changes.",
+)
+@click.option(
     "--var-dir",
     type=click.Path(file_okay=False, path_type=Path),
     default=Path("var"),
@@ -106,12 +120,14 @@ def sidecar(
     max_concurrency: int | None,
     oidc_issuer: str | None,
     jwks_url: str | None,
+    policy: Path | None,
     var_dir: Path,
 ) -> None:
     """Run the proxy in front of one service (a sidecar).
 
     Point the service's callers at --listen. The plan it runs is written to
     VAR_DIR/sidecar-SERVICE.yaml; its control and parity stores are its own.
+    With --policy, internal calls also need a caller the policy allows.
     """
     from strangler_proxy.observe.logs import configure_logging
 
@@ -122,6 +138,17 @@ def sidecar(
     if urlsplit(upstream).scheme not in ("http", "https"):
         raise CliError(f"--upstream {upstream!r} is not an http(s) URL")
     host, port = _listen(listen)
+    if policy is not None:
+        if not oidc_issuer:
+            raise CliError(
+                "--policy needs --oidc-issuer: the callers a policy names are the "
+                "client ids of the provider's verified tokens"
+            )
+        try:
+            PolicyGuard(policy, service)  # refused here, before anything starts
+        except PlanError as exc:
+            raise CliError(str(exc)) from None
+        os.environ[POLICY_VARIABLE] = str(policy.resolve())
     document = sidecar_plan(
         service,
         upstream,

@@ -8,6 +8,7 @@ What lives here, in the order a request meets it::
                     slashes)
     routing.py      the first route that matches; canary buckets, sticky keys
     identity.py     identity at the edge: resolve the caller, sign a token
+    policy.py       a sidecar's zero-trust policy of internal paths (403s)
     forwarding.py   reserved paths (404), the request body, retries,
                     fallbacks, streaming the answer
     headers.py      hop-by-hop, X-Forwarded-*, Via, Location rewrites

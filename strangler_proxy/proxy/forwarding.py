@@ -472,6 +472,7 @@ async def _forward(
         return
     if length is not None and length > limits.max_body:
         raise _too_large()
+    bearer_caller = None
     if runtime.identity is not None and runtime.identity.oidc is not None:
         # Bearer tokens are checked at the edge, whatever the upstream: a
         # refused one never reaches any (401 here).
@@ -480,6 +481,11 @@ async def _forward(
         )
         if bearer_caller is not None:
             ex.caller = bearer_caller
+    if runtime.access_policy is not None:
+        # A sidecar's zero-trust policy: a call it refuses stops here (403).
+        runtime.access_policy.check(
+            bearer_caller, ex.method, target.path, close=has_body
+        )
     body = RequestBody(
         receive,
         has_body=has_body,

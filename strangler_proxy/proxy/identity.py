@@ -39,7 +39,7 @@ import time
 import uuid
 from collections import OrderedDict
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote_plus
@@ -90,6 +90,12 @@ class Caller:
 
     subject: str
     staff: bool = False
+    client: str | None = field(default=None, compare=False)
+    """An OIDC token's client id (``client_id``, else ``azp``, else ``sub``),
+    which a sidecar's policy names (:mod:`.policy`); None for other callers.
+    Not part of equality: a caller is who, not through which client."""
+    scopes: frozenset[str] = field(default=frozenset(), compare=False)
+    """An OIDC token's ``scope`` (space-separated; or an ``scp`` list)."""
 
 
 @dataclass(frozen=True)
@@ -466,7 +472,12 @@ class OidcVerifier:
         subject = claims["sub"]
         if not isinstance(subject, str | int) or isinstance(subject, bool):
             raise InvalidBearer("the token subject is invalid")
-        return Caller(str(subject), claims.get(config.staff_claim) is True)
+        return Caller(
+            str(subject),
+            claims.get(config.staff_claim) is True,
+            client=_client_of(claims, str(subject)),
+            scopes=_scopes_of(claims),
+        )
 
     async def verify(self, token: str) -> Caller | None:
         """The caller in ``token``; None when it is refused or keys are missing."""
@@ -479,6 +490,25 @@ class OidcVerifier:
         """Close the JWKS client."""
         if self.jwks is not None:
             await self.jwks.aclose()
+
+
+def _client_of(claims: dict[str, Any], subject: str) -> str | None:
+    # As the services read a client-credentials token, and `azp` (OIDC Core
+    # 2) for providers that name the client there.
+    for name in ("client_id", "azp"):
+        value = claims.get(name)
+        if value is not None:
+            return value if isinstance(value, str) and value else None
+    return subject
+
+
+def _scopes_of(claims: dict[str, Any]) -> frozenset[str]:
+    value = claims.get("scope", claims.get("scp"))
+    if isinstance(value, str):
+        return frozenset(value.split())
+    if isinstance(value, list):
+        return frozenset(v for v in value if isinstance(v, str))
+    return frozenset()
 
 
 def _invalid_token(description: str, *, close: bool) -> ProxyError:

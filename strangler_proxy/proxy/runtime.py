@@ -31,6 +31,7 @@ from strangler_proxy.transport import TransportFactory, create_transport
 from .headers import HeaderPolicy
 from .hold import WriteHold
 from .identity import IdentityGate
+from .policy import PolicyGuard, sidecar_guard
 from .resilience import RetryBudget
 from .routing import Router
 from .shadow import ShadowDispatcher, ShadowOptions, SharedStore, shadowed_routes
@@ -88,6 +89,8 @@ class Runtime:
         self._shared_store: SharedStore | None = None
         self.identity: IdentityGate | None = None
         """Resolves callers and mints tokens; None when no upstream wants them."""
+        self.access_policy: PolicyGuard | None = None
+        """A sidecar's zero-trust policy for internal paths (:mod:`.policy`)."""
 
     @classmethod
     def from_plan(
@@ -116,6 +119,9 @@ class Runtime:
         define or an upstream URL is unusable.
         """
         _check_references(plan)
+        access_policy = sidecar_guard(
+            plan, previous.access_policy if previous is not None else None
+        )
         identity = IdentityGate.from_plan(plan)
         factory = transport_factory or create_transport
         upstreams: dict[str, UpstreamRuntime] = {}
@@ -139,6 +145,7 @@ class Runtime:
             version_hash=plan_hash(plan),
         )
         runtime.identity = identity
+        runtime.access_policy = access_policy
         if previous is not None:
             runtime.shadow_counts = previous.shadow_counts
             runtime.shadow_options = previous.shadow_options

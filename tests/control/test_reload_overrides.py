@@ -242,8 +242,8 @@ async def test_a_reload_during_a_promotion_makes_it_retry(harness: Harness) -> N
     checking, go_on = threading.Event(), threading.Event()
     check = harness.control.check
 
-    def slow_check(name: str):  # type: ignore[no-untyped-def]
-        decision = check(name)  # passes: the route is in shadow, 12 samples
+    def slow_check(name: str, **options):  # type: ignore[no-untyped-def]
+        decision = check(name, **options)  # passes: the route is in shadow, 12 samples
         checking.set()
         assert go_on.wait(timeout=30)
         return decision
