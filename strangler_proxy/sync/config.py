@@ -306,10 +306,12 @@ class RelayOidc(_Model):
 
     @field_validator("issuer", "token_url")
     @classmethod
-    def _url(cls, value: str | None) -> str | None:
+    def _url(cls, value: str | None, info: ValidationInfo) -> str | None:
         if value is not None and not re.match(r"^https?://[^\s]+$", value):
             raise ValueError(f"must be an http(s) URL, not {value!r}")
-        return None if value is None else value.rstrip("/")
+        if value is None or info.field_name == "token_url":
+            return value  # an endpoint is used as written (``/token/`` redirects)
+        return value.rstrip("/")  # ``<issuer>/token/`` is built from it
 
     @field_validator("client_id_env", "client_secret_env")
     @classmethod

@@ -72,6 +72,22 @@ def test_with_oidc_each_subscriber_gets_a_token_for_its_own_audience() -> None:
     assert (monolith.client_id, monolith.audience) == ("relay", "monolith")
 
 
+def test_a_token_url_is_used_as_written() -> None:
+    """The issuer loses a trailing slash (``<issuer>/token/`` is built from it);
+    a token endpoint keeps its own: ``/o/token`` would answer a redirect."""
+    text = OIDC.replace(
+        "issuer: 'http://127.0.0.1:8000/o'",
+        "issuer: 'http://127.0.0.1:8000/o/', token_url: 'http://127.0.0.1:9000/o/token/'",
+    )
+    config = parse_sync(text, "sync.yaml")
+    assert config.oidc is not None
+    assert config.oidc.issuer == "http://127.0.0.1:8000/o"
+    assert config.oidc.token_url == "http://127.0.0.1:9000/o/token/"
+    auth = relay_auth("catalog", config.subscribers["catalog"], config.oidc, RELAY_ENV)
+    assert isinstance(auth, ClientCredentialsAuth)
+    assert auth.token_url == "http://127.0.0.1:9000/o/token/"
+
+
 def test_a_missing_variable_is_named() -> None:
     config = parse_sync(OIDC, "sync.yaml")
     env = {k: v for k, v in RELAY_ENV.items() if k != "STRANGLER_RELAY_CLIENT_SECRET"}
