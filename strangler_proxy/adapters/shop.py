@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from strangler_proxy.devstack.stack import ServiceDef, StackApp
+from strangler_proxy.devstack.zero_trust import OidcProvider
 from strangler_proxy.exceptions import LockHeld
 from strangler_proxy.sync.adapter import EntityRows
 from strangler_proxy.sync.lock import HeldLock, advisory_key, file_lock, process_lock
@@ -74,6 +75,9 @@ SHOP = StackApp(
             ("bff_mobile", 8105, {"BFF_MOBILE_API_URL": "proxy"}),
         )
     ),
+    # The monolith is the OIDC provider (legacy_monolith/oidc): `up` runs
+    # internal calls in zero trust, one client per service and the relay.
+    oidc=OidcProvider(clients_file="legacy_monolith/oidc_clients.yaml"),
 )
 """What ``strangler up`` runs for the bundled shop."""
 

@@ -14,7 +14,9 @@ which change the relays without restarting the proxy (:mod:`._live`).
 
 The admin token is kept in ``<var-dir>/admin-token`` (0600) across restarts
 and given to the proxy in its environment; ``--rotate-admin-token`` makes a
-new one.
+new one. Internal calls run in zero trust (the monolith is the OIDC provider,
+one client per service and the relays, secrets in ``<var-dir>/oidc/clients``);
+``--no-zero-trust`` gives everybody one shared internal token instead.
 """
 
 from __future__ import annotations
@@ -79,14 +81,28 @@ def _banner(stack: Stack, plan: Path) -> str:
         f"  admin token        {stack.admin_token_source} "
         "(send it as 'Authorization: Bearer <token>' to the admin API and metrics;\n"
         "                     open the dashboard once as .../dashboard/?token=<token>)",
-        f"  internal token     {stack.internal_token_source} (the /internal/ "
-        "endpoints require it; the relays send it)",
+        *_internal_rows(stack),
         "  sign in            staff / staff-password, customer1 / password (demo data)",
         "  sync files         `strangler sync apply FILE` starts or changes the relays"
         " (no restart)",
         "Press Ctrl-C to stop everything.",
     ]
     return "\n".join(lines) + "\n"
+
+
+def _internal_rows(stack: Stack) -> list[str]:
+    trust = stack.zero_trust
+    if trust is None:
+        return [
+            f"  internal token     {stack.internal_token_source} (the /internal/ "
+            "endpoints require it; the relays send it)"
+        ]
+    return [
+        f"  zero trust         issuer {trust.issuer}: each service and the relays "
+        "call /internal/ with their own client's tokens",
+        f"  client secrets     {trust.secrets_dir}/<client>.secret "
+        "(--no-zero-trust: one shared token instead)",
+    ]
 
 
 class _StatusFile:
@@ -213,6 +229,13 @@ def _alive(pid: int) -> bool:
     "service's + 1000); the proxy, relays and services call the sidecars.",
 )
 @click.option(
+    "--zero-trust/--no-zero-trust",
+    default=True,
+    show_default=True,
+    help="Internal calls with each process's own OIDC client of the monolith's "
+    "provider; --no-zero-trust: one shared internal token for all.",
+)
+@click.option(
     "--services/--no-services",
     default=True,
     show_default=True,
@@ -260,6 +283,7 @@ def up(
     sync: Path | None,
     var_dir: Path,
     services: bool,
+    zero_trust: bool,
     sidecars: bool,
     log_format: str,
     all_logs: bool,
@@ -306,6 +330,7 @@ def up(
         var_dir=var_dir,
         services=services,
         sidecars=sidecars,
+        zero_trust=zero_trust,
     )
     # Before build_stack, which may rewrite the plan copy a running `up` uses.
     status_file = _StatusFile(var_dir / STATUS_FILE)
@@ -322,7 +347,7 @@ def up(
         raise CliError(
             "invalid plan or sync file:\n  " + "\n  ".join(exc.issues)
         ) from None
-    except TokenFileError as exc:  # var/internal-token
+    except TokenFileError as exc:  # var/internal-token, var/oidc/clients/*
         raise CliError(str(exc)) from None
     except (OSError, ValueError) as exc:
         raise CliError(f"cannot read the plan or sync file: {exc}") from None
@@ -348,6 +373,11 @@ def up(
         )
     for reason in stack.skipped:
         log.note(f"skipping {reason}")
+    if stack.zero_trust is not None and os.environ.get("STRANGLER_INTERNAL_TOKEN"):
+        log.note(
+            "zero trust: $STRANGLER_INTERNAL_TOKEN is not given to anybody "
+            "(--no-zero-trust uses it)"
+        )
     if stack.plan != config.plan:
         log.note(f"ports differ from the plan's: the proxy uses {stack.plan}")
     if token is not None:

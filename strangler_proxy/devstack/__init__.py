@@ -8,7 +8,11 @@
   change: files in a directory only its user may use, never a network peer;
 * :mod:`.token_file`: secret tokens kept in a file only their owner can read
   (0600) across restarts: the admin token; :mod:`.internal_token`, the token
-  the monolith, the services and the relays share for internal calls;
+  the monolith, the services and the relays share for internal calls with
+  ``--no-zero-trust``;
+* :mod:`.zero_trust`: by default, one OIDC client of the monolith's provider
+  per service and for the relays instead, their secrets generated into the
+  state directory;
 * :mod:`.stack`: which processes ``strangler up`` runs for an application
   (:class:`~.stack.StackApp`), with their ports, databases and plan copies;
 * :mod:`.provision`: a database and a role per service on PostgreSQL;

@@ -24,9 +24,12 @@ application:
 * ``proxy``: ``strangler proxy`` with the plan, started last, once everything
   it forwards to is ready.
 
-The monolith, every service and every relay get one internal token in
-``STRANGLER_INTERNAL_TOKEN`` (:mod:`.internal_token`): the ``/internal/``
-endpoints require it and the relays send it.
+Internal calls (``/internal/...``) run in zero trust (:mod:`.zero_trust`)
+when the app's monolith is an OIDC provider (:attr:`StackApp.oidc`): each
+service, the relays and the saga prove who they are with their own client's
+tokens, and no process gets a shared token. With ``zero_trust=False`` (or no
+provider), the monolith, every service and every relay get one internal token
+in ``STRANGLER_INTERNAL_TOKEN`` (:mod:`.internal_token`) instead.
 
 The plans in ``migration_plans/`` name the upstreams on their default ports.
 When a port is changed, the proxy gets a copy of the plan, in the state
@@ -49,6 +52,7 @@ import yaml
 
 from .internal_token import TOKEN_VARIABLE, internal_token
 from .supervisor import ProcessSpec
+from .zero_trust import OidcProvider, ZeroTrust, zero_trust
 
 __all__ = [
     "PINNED",
@@ -105,6 +109,8 @@ class StackApp:
     settings_module: str
     """Its ``DJANGO_SETTINGS_MODULE``."""
     services: tuple[ServiceDef, ...] = ()
+    oidc: OidcProvider | None = None
+    """The monolith's OIDC provider, which makes zero trust possible."""
 
 
 @dataclass(frozen=True)
@@ -135,6 +141,9 @@ class StackConfig:
     sidecars: bool = False
     """Run each service behind its own ``strangler sidecar``; everything that
     calls a service (the proxy, the relays, other services) calls the sidecar."""
+    zero_trust: bool = True
+    """Internal calls with each process's own OIDC client (when the app has a
+    provider); False: one shared internal token for everybody."""
 
     def service_port(self, service: ServiceDef) -> int:
         return self.service_ports.get(service.name, service.port)
@@ -156,7 +165,10 @@ class Stack:
     sync: Path | None = None
     internal_token_source: str = ""
     """Where the internal token every process gets comes from: the variable
-    or ``<var-dir>/internal-token`` (:mod:`.internal_token`)."""
+    or ``<var-dir>/internal-token`` (:mod:`.internal_token`); empty under
+    zero trust."""
+    zero_trust: ZeroTrust | None = None
+    """The provider and its clients, when the stack runs in zero trust."""
 
 
 def _url(host: str, port: int) -> str:
@@ -179,14 +191,16 @@ def render_plan(
     out: Path,
     *,
     section: str = "upstreams",
+    defaults: Mapping[str, Any] | None = None,
 ) -> Path:
     """The plan to give the proxy: ``plan`` itself, or a copy with fixed URLs.
 
     Each entry of ``section`` named in ``upstream_urls`` that the file
     declares with another URL gets that URL; when none differs the file is
     used as it is (so the proxy watches the user's file). The same works for
-    a sync file's ``subscribers``. Raises ``ValueError`` when the file is not
-    a YAML mapping.
+    a sync file's ``subscribers``. ``defaults`` are top-level keys the copy
+    gets when the file has none (a sync file's ``oidc``). Raises
+    ``ValueError`` when the file is not a YAML mapping.
     """
     data: Any = yaml.safe_load(plan.read_text(encoding="utf-8"))
     if not isinstance(data, dict):
@@ -210,6 +224,10 @@ def render_plan(
             if ownership.get("monolith", _DEFAULT_MONOLITH) != monolith:
                 ownership["monolith"] = monolith
                 changed = True
+    for key, value in (defaults or {}).items():
+        if key not in data:
+            data[key] = value
+            changed = True
     if not changed:
         return plan
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -244,11 +262,19 @@ def build_stack(config: StackConfig) -> Stack:
     root = config.root or config.app.root
     env = config.environ
     keys_dir = env.get("STRANGLER_KEYS_DIR") or str(var_dir / "keys")
-    # One internal token for the whole stack: its /internal/ endpoints require
-    # it and its relays send it.
-    internal_secret, internal_token_source = internal_token(var_dir, env)
     python = config.python
     monolith_url = _url("127.0.0.1", config.monolith_port)
+    trust: ZeroTrust | None = None
+    if config.zero_trust and config.app.oidc is not None:
+        trust = zero_trust(config.app.oidc, config.app.root, var_dir, monolith_url, env)
+        # Blank, not left out: nobody inherits a shared token from `up`.
+        internal_secret, internal_token_source = "", ""
+        relay_env = trust.relay_env()
+    else:
+        # One internal token for the whole stack: its /internal/ endpoints
+        # require it and its relays send it.
+        internal_secret, internal_token_source = internal_token(var_dir, env)
+        relay_env = {}
     database_url = (
         config.database_url
         or env.get("DATABASE_URL")
@@ -260,6 +286,7 @@ def build_stack(config: StackConfig) -> Stack:
         "DATABASE_URL": database_url,
         "MONOLITH_STATIC_ROOT": env.get("MONOLITH_STATIC_ROOT")
         or str(var_dir / "static"),
+        **(trust.monolith_env() if trust is not None else {}),
     }
     specs = [
         ProcessSpec(
@@ -309,6 +336,7 @@ def build_stack(config: StackConfig) -> Stack:
                 variable: _link_url(config, target)
                 for variable, target in service.links.items()
             },
+            **(trust.service_env(service.name) if trust is not None else {}),
         }
         specs.append(
             ProcessSpec(
@@ -367,7 +395,11 @@ def build_stack(config: StackConfig) -> Stack:
     sync: Path | None = None
     if config.sync is not None:
         sync = render_plan(
-            config.sync, upstream_urls, var_dir / "up-sync.yaml", section="subscribers"
+            config.sync,
+            upstream_urls,
+            var_dir / "up-sync.yaml",
+            section="subscribers",
+            defaults={"oidc": trust.sync_block()} if trust is not None else None,
         )
         specs.append(
             ProcessSpec(
@@ -375,7 +407,11 @@ def build_stack(config: StackConfig) -> Stack:
                 argv=[python, "-c", _CLI, "relay", "--sync", str(sync)],
                 # The relay reads the monolith's outbox through Django, and
                 # writes its counters where the dashboard reads them.
-                env={**monolith_env, "STRANGLER_SYNC_STATUS": sync_status},
+                env={
+                    **monolith_env,
+                    **relay_env,
+                    "STRANGLER_SYNC_STATUS": sync_status,
+                },
                 cwd=root,
                 depends_on=[spec.name for spec in specs],
                 fingerprint=_fingerprint(sync),
@@ -390,7 +426,7 @@ def build_stack(config: StackConfig) -> Stack:
                     argv=[python, "-c", _CLI, "ownership", "relay", owner]
                     + ["--sync", str(sync)],
                     # It reads the service's outbox, in the service's database.
-                    env=service_envs[owner],
+                    env={**service_envs[owner], **relay_env},
                     cwd=root,
                     depends_on=["monolith", owner],
                     fingerprint=_fingerprint(sync),
@@ -475,6 +511,7 @@ def build_stack(config: StackConfig) -> Stack:
         admin_token_source=token_source,
         sync=sync,
         internal_token_source=internal_token_source,
+        zero_trust=trust,
     )
 
 

@@ -22,8 +22,14 @@ VARIABLE = "STRANGLER_INTERNAL_TOKEN"
 
 
 def stack_config(tmp_path: Path, environ: dict[str, str]) -> StackConfig:
+    # The shared token is the fallback: zero trust is the default.
     return StackConfig(
-        plan=PLAN, app=SHOP, var_dir=tmp_path, sync=SYNC, environ=environ
+        plan=PLAN,
+        app=SHOP,
+        var_dir=tmp_path,
+        sync=SYNC,
+        environ=environ,
+        zero_trust=False,
     )
 
 

@@ -492,6 +492,7 @@ def test_stack_runs_the_services_that_exist(tmp_path: Path) -> None:
         root=tmp_path,
         environ={"DATABASE_URL": "postgresql://shop@db/shop"},
         service_ports={"catalog": 9101},
+        zero_trust=False,  # the shared token (test_zero_trust_wiring.py: not)
     )
     stack = build_stack(config)
     assert [spec.name for spec in stack.specs] == ["monolith", "catalog", "proxy"]
@@ -652,7 +653,13 @@ def test_owner_relay_gets_the_default_service_database(tmp_path: Path) -> None:
         "ownership: {owners: {catalog.product: catalog}}\n"
     )
     config = StackConfig(
-        plan=PLAN, app=SHOP, var_dir=tmp_path, root=tmp_path, environ={}, sync=sync
+        plan=PLAN,
+        app=SHOP,
+        var_dir=tmp_path,
+        root=tmp_path,
+        environ={},
+        sync=sync,
+        zero_trust=False,  # zero trust always writes a copy (with oidc:)
     )
     stack = build_stack(config)
     by_name = {spec.name: spec for spec in stack.specs}

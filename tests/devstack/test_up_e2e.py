@@ -215,6 +215,70 @@ def test_up_runs_the_extracted_services_on_the_ports_given(tmp_path: Path) -> No
         assert not group_exists(pid), f"{name}'s process group is still there"
 
 
+def environ_of(pid: int) -> dict[str, str]:
+    """The environment a running process was started with, from /proc."""
+    raw = Path(f"/proc/{pid}/environ").read_bytes()
+    pairs = (item.partition(b"=") for item in raw.split(b"\0") if item)
+    return {k.decode(): v.decode(errors="replace") for k, _, v in pairs}
+
+
+def client_token(issuer: str, secrets: Path, client: str) -> str:
+    """A client-credentials token of the stack's provider, as a curl would get."""
+    secret = (secrets / f"{client}.secret").read_text().strip()
+    answer = httpx.post(
+        f"{issuer}/token/",
+        data={"grant_type": "client_credentials", "scope": "internal"},
+        auth=(client, secret),
+        timeout=30,
+    )
+    assert answer.status_code == 200, answer.text
+    return str(answer.json()["access_token"])
+
+
+def assert_zero_trust(
+    pids: dict[str, int], var: Path, monolith: str, catalog: str, inventory: str
+) -> None:
+    """The stack's internal endpoints take each caller's own client token,
+    within its policy, and nothing else: no shared token is configured."""
+    for name in ("monolith", "catalog", "inventory", "relay", "owner-relay-catalog"):
+        env = environ_of(pids[name])
+        assert env.get("STRANGLER_INTERNAL_TOKEN", "") == "", name
+    issuer = f"{monolith}/o"
+    assert environ_of(pids["catalog"])["STRANGLER_OIDC_ISSUER"] == issuer
+    assert environ_of(pids["relay"])["STRANGLER_RELAY_CLIENT_ID"] == "relay"
+    secrets = var / "oidc" / "clients"
+    relay = {"Authorization": f"Bearer {client_token(issuer, secrets, 'relay')}"}
+    empty = {"events": []}
+    allowed = httpx.post(f"{catalog}/internal/events", json=empty, headers=relay)
+    assert allowed.status_code == 200, allowed.text
+    # The relay's client may deliver events, not reserve stock.
+    reserve = {"product": 1, "quantity": 1}
+    refused = httpx.post(
+        f"{inventory}/internal/inventory/reservations", json=reserve, headers=relay
+    )
+    assert refused.status_code == 403, refused.text
+    assert refused.json()["code"] == "not_allowed_by_policy"
+    assert "relay may not POST /internal/inventory/reservations" in refused.text
+    anonymous = httpx.post(f"{catalog}/internal/events", json=empty)
+    assert anonymous.status_code == 401, anonymous.text
+    assert anonymous.headers["www-authenticate"].startswith("Bearer")
+    # A shared token is no credential here, whatever its value.
+    for base in (catalog, inventory):
+        shared = httpx.post(
+            f"{base}/internal/events",
+            json=empty,
+            headers={"Authorization": "Bearer the-old-shared-token"},
+        )
+        assert shared.status_code == 401, shared.text
+        assert shared.json()["code"] == "invalid_token"
+    shared = httpx.post(
+        f"{monolith}/internal/events",
+        json=empty,
+        headers={"Authorization": "Bearer the-old-shared-token"},
+    )
+    assert shared.status_code == 403, shared.text
+
+
 @pytest.mark.timeout(300)
 def test_up_with_a_sync_file_runs_the_relays_and_backfill_runs_beside_it(
     tmp_path: Path,
@@ -226,12 +290,12 @@ def test_up_with_a_sync_file_runs_the_relays_and_backfill_runs_beside_it(
         "  catalog: {url: 'http://127.0.0.1:8101', events: ['catalog.*']}\n"
         "ownership: {owners: {catalog.product: catalog}}\n"
     )
-    catalog_port = free_port()
+    catalog_port, inventory_port = free_port(), free_port()
     command = [
         arg for arg in up_command(tmp_path, free_port()) if arg != "--no-services"
     ]
     command += ["--catalog-port", str(catalog_port)]
-    command += ["--inventory-port", str(free_port()), "--sync", str(sync)]
+    command += ["--inventory-port", str(inventory_port), "--sync", str(sync)]
     command += other_service_ports()
     proxy_port = command[command.index("--port") + 1]
     up = ServerProcess(
@@ -268,6 +332,14 @@ def test_up_with_a_sync_file_runs_the_relays_and_backfill_runs_beside_it(
             assert time.monotonic() < deadline, (served.get("count"), monolith["count"])
             time.sleep(0.1)
         assert alive(pids["relay"]) and alive(pids["owner-relay-catalog"])
+        # Delivered without a shared token: with the relay's own client.
+        assert_zero_trust(
+            pids,
+            tmp_path / "var",
+            shop,
+            catalog,
+            f"http://127.0.0.1:{inventory_port}",
+        )
         up.signal(signal.SIGINT)
         assert up.wait(timeout=60) == 0, up.output()
         output = up.output()
