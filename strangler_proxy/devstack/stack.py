@@ -171,6 +171,28 @@ class Stack:
     """The provider and its clients, when the stack runs in zero trust."""
 
 
+def _sidecar_trust(
+    trust: ZeroTrust | None, service: ServiceDef, root: Path, env: Mapping[str, str]
+) -> list[str]:
+    """A sidecar's zero-trust options: the provider's tokens are verified on
+    internal paths, and the service's policy (``<SERVICE>_POLICY``, else the
+    ``policy.yaml`` beside its code) enforced before the service sees a call."""
+    if trust is None:
+        return []
+    options = [
+        "--oidc-issuer",
+        trust.issuer,
+        "--jwks-url",
+        trust.verifier_env["STRANGLER_OIDC_JWKS_URL"],
+    ]
+    policy = env.get(f"{service.name.upper()}_POLICY") or str(
+        (root / service.source).parent / "policy.yaml"
+    )
+    if Path(policy).is_file():
+        options += ["--policy", policy]
+    return options
+
+
 def _url(host: str, port: int) -> str:
     shown = f"[{host}]" if ":" in host else host
     return f"http://{shown}:{port}"
@@ -379,6 +401,7 @@ def build_stack(config: StackConfig) -> Stack:
                         "0",
                         "--var-dir",
                         str(var_dir),
+                        *_sidecar_trust(trust, service, root, env),
                     ],
                     env={"STRANGLER_KEYS_DIR": keys_dir},
                     cwd=root,

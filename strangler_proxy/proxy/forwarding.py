@@ -473,9 +473,15 @@ async def _forward(
     if length is not None and length > limits.max_body:
         raise _too_large()
     bearer_caller = None
-    if runtime.identity is not None and runtime.identity.oidc is not None:
+    if (
+        runtime.identity is not None
+        and runtime.identity.oidc is not None
+        and (not runtime.sidecar or _internal(target.path.lower()))
+    ):
         # Bearer tokens are checked at the edge, whatever the upstream: a
-        # refused one never reaches any (401 here).
+        # refused one never reaches any (401 here). A sidecar checks service
+        # credentials only: a user's bearer on a public path was the edge's
+        # to verify (its audience is the edge's, not this service's).
         bearer_caller = await runtime.identity.edge(
             request.forward, query, has_body=has_body
         )

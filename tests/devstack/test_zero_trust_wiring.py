@@ -138,3 +138,36 @@ def test_no_zero_trust_is_the_shared_token(tmp_path: Path) -> None:
         if spec.name != "proxy":
             assert spec.env[SHARED] == token, spec.name
     assert not (tmp_path / "oidc" / "clients").exists()
+
+
+def test_sidecars_verify_service_credentials_and_enforce_each_policy(
+    tmp_path: Path,
+) -> None:
+    stack = build_stack(
+        replace(
+            config(tmp_path, {"ORDERS_POLICY": str(tmp_path / "mine.yaml")}),
+            sidecars=True,
+        )
+    )
+    by_name = {spec.name: spec for spec in stack.specs}
+
+    def option(argv: list[str], name: str) -> str | None:
+        return argv[argv.index(name) + 1] if name in argv else None
+
+    catalog = by_name["catalog-sidecar"].argv
+    assert option(catalog, "--oidc-issuer") == ISSUER
+    assert option(catalog, "--jwks-url") == f"{ISSUER}/.well-known/jwks.json"
+    policy = option(catalog, "--policy")
+    assert policy == str(SHOP.root / "extracted" / "catalog" / "policy.yaml")
+    assert yaml.safe_load(Path(policy).read_text())["service"] == "catalog"
+    # <SERVICE>_POLICY names another file; one that does not exist is no
+    # policy (as the chassis reads it), and the sidecar only verifies.
+    orders = by_name["orders-sidecar"].argv
+    assert option(orders, "--oidc-issuer") == ISSUER
+    assert option(orders, "--policy") is None
+
+
+def test_without_zero_trust_sidecars_get_no_provider(tmp_path: Path) -> None:
+    stack = build_stack(replace(config(tmp_path), zero_trust=False, sidecars=True))
+    argv = {spec.name: spec.argv for spec in stack.specs}["catalog-sidecar"]
+    assert "--oidc-issuer" not in argv and "--policy" not in argv

@@ -163,6 +163,15 @@ async def test_only_what_the_policy_allows_reaches_the_service(
         public = await proxy.get("/api/categories/")
         assert public.status_code == 200
         assert recorder.seen[-1] == ("GET", "/api/categories/")
+        # A user's token (the edge's audience) on a public path is the edge's
+        # to verify: it passes; the same token on an internal path does not.
+        user = bearer(keys.token("app", audience="shop"))
+        browsing = await proxy.get("/api/categories/", headers=user)
+        assert browsing.status_code == 200
+        assert recorder.seen[-1] == ("GET", "/api/categories/")
+        sneaking = await proxy.post("/internal/events", json={}, headers=user)
+        assert sneaking.status_code == 401
+        assert recorder.seen[-1] == ("GET", "/api/categories/")
 
 
 async def test_the_client_id_is_client_id_then_azp_then_sub(
