@@ -18,6 +18,11 @@ the monolith reads the environment, and no module reads settings at import time.
 ``MONOLITH_OIDC_ACCESS_TOKEN_TTL`` access token lifetime, seconds (default 300)
 ``MONOLITH_OIDC_KEY_PREPUBLISH`` seconds a new key is published before it signs (120)
 ``MONOLITH_OIDC_KEY_GRACE``      seconds a replaced key stays published (default 600)
+``MONOLITH_CHECKOUT``            storefront checkout: local (default) or orders-service
+``MONOLITH_ORDERS_URL``          the orders service (default http://127.0.0.1:8104)
+``MONOLITH_ORDERS_TIMEOUT``      seconds a call to the orders service may take (30)
+``MONOLITH_IDENTITY_KEY``        the monolith's Ed25519 key for identity tokens
+``STRANGLER_KEYS_DIR``, ``STRANGLER_IDENTITY_JWKS`` where it and the JWKS live
 """
 
 from __future__ import annotations
@@ -165,6 +170,28 @@ OIDC_KEY_PREPUBLISH_SECONDS = float(
     os.environ.get("MONOLITH_OIDC_KEY_PREPUBLISH", "120")
 )
 OIDC_KEY_GRACE_SECONDS = float(os.environ.get("MONOLITH_OIDC_KEY_GRACE", "600"))
+# The storefront's checkout, by branch by abstraction (legacy_monolith/orders/
+# checkout_port.py): "local" runs this database's transaction, "orders-service"
+# the saga of the orders service. Read at startup: switching is a restart.
+MONOLITH_CHECKOUT = os.environ.get("MONOLITH_CHECKOUT", "").strip() or "local"
+if MONOLITH_CHECKOUT not in ("local", "orders-service"):
+    raise ValueError(
+        f"MONOLITH_CHECKOUT={MONOLITH_CHECKOUT!r}: use local or orders-service"
+    )
+MONOLITH_ORDERS_URL = os.environ.get(
+    "MONOLITH_ORDERS_URL", "http://127.0.0.1:8104"
+).rstrip("/")
+MONOLITH_ORDERS_TIMEOUT = float(os.environ.get("MONOLITH_ORDERS_TIMEOUT", "30"))
+# The key the monolith signs X-Strangler-Identity tokens with when it calls a
+# service for a customer, and the JWKS the services trust (the same variables
+# as theirs): legacy_monolith/orders/service_identity.py.
+_KEYS_DIR = Path(os.environ.get("STRANGLER_KEYS_DIR") or VAR_DIR / "keys")
+MONOLITH_IDENTITY_KEY = Path(
+    os.environ.get("MONOLITH_IDENTITY_KEY") or _KEYS_DIR / "monolith.ed25519.pem"
+)
+MONOLITH_IDENTITY_JWKS = Path(
+    os.environ.get("STRANGLER_IDENTITY_JWKS") or _KEYS_DIR / "jwks.json"
+)
 # DOT's models (named so migrations can depend on them).
 OAUTH2_PROVIDER_APPLICATION_MODEL = "oauth2_provider.Application"
 

@@ -119,3 +119,24 @@ class OrderStatusChange(models.Model):
 
     def __str__(self) -> str:
         return f"{self.order_id}: {self.from_status or '-'} -> {self.to_status}"
+
+
+class CheckoutAttempt(models.Model):
+    """A storefront checkout sent to the orders service, by idempotency key.
+
+    The orders service's checkout takes no key of its own, so the monolith
+    makes a double submit (a second click, two tabs) place one order: the
+    first request claims the cart's key; another one with the same key finds
+    the claim (still running) or the order it placed. A checkout that places
+    nothing gives its key back, so the customer can try again.
+    """
+
+    key = models.CharField(max_length=64, unique=True)
+    customer = models.ForeignKey(
+        settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="+"
+    )
+    order_number = models.CharField(max_length=32, blank=True, default="")
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    def __str__(self) -> str:
+        return f"{self.key[:12]}: {self.order_number or 'running'}"

@@ -2,10 +2,15 @@
 
 Only ids and quantities are stored; names and prices are read from the catalog
 on every page, so the cart always shows today's price and checkout snapshots it.
+A random token next to it names this cart until a checkout empties it: with the
+contents, it makes the checkout's idempotency key (:meth:`Cart.checkout_key`).
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
+import secrets
 from collections.abc import Iterator
 from dataclasses import dataclass
 from decimal import Decimal
@@ -14,6 +19,7 @@ from typing import Any
 from ..catalog.models import Product
 
 SESSION_KEY = "cart"
+TOKEN_KEY = "cart_token"
 MAX_QUANTITY = 99
 
 
@@ -61,7 +67,22 @@ class Cart:
     def clear(self) -> None:
         """Empty the cart (after a successful checkout)."""
         self._items = {}
+        self._session[TOKEN_KEY] = secrets.token_hex(16)  # the next cart's
         self._save()
+
+    def checkout_key(self, user_id: Any) -> str:
+        """The idempotency key of a checkout of this cart by ``user_id``.
+
+        The same for every submit of the same cart (a double click, a second
+        tab), another once the contents change or a checkout emptied the cart.
+        """
+        token = self._session.get(TOKEN_KEY)
+        if not isinstance(token, str):
+            token = self._session[TOKEN_KEY] = secrets.token_hex(16)
+            self._session.modified = True
+        contents = json.dumps(sorted(self._items.items()))
+        raw = f"{user_id}:{token}:{contents}".encode()
+        return hashlib.sha256(raw).hexdigest()
 
     def __len__(self) -> int:
         return sum(self._items.values())

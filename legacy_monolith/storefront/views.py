@@ -9,32 +9,38 @@ no body (link checkers, load balancers and ``curl -I`` send HEAD).
 
 from __future__ import annotations
 
-from typing import Any
-
+from django.conf import settings
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
 from django.core.paginator import Paginator
 from django.db.models import F, Q, QuerySet, Sum
-from django.http import HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
+from django.utils.dateparse import parse_datetime
 from django.views.decorators.http import (
     require_http_methods,
     require_POST,
     require_safe,
 )
-from rest_framework.exceptions import ValidationError
 
 from ..catalog.models import Category, Product
 from ..inventory import services as inventory
-from ..inventory.exceptions import InsufficientStock
 from ..orders import services as orders
+from ..orders.checkout_port import (
+    CheckoutRefused,
+    CheckoutUnavailable,
+    OrdersServiceCheckout,
+    checkout_backend,
+)
 from ..orders.exceptions import InvalidOrderState
-from ..payments.exceptions import PaymentDeclined
+from ..orders.models import Order
 from .cart import Cart
 from .forms import AddToCartForm, CheckoutForm, RemoveFromCartForm, UpdateCartForm
 
 PRODUCTS_PER_PAGE = 12
 ORDERS_PER_PAGE = 10
+MIN_VERSION_KEY = "orders_min_version"
+"""The orders service's version of the customer's last checkout (session)."""
 
 
 @require_safe
@@ -155,20 +161,24 @@ def checkout(request: HttpRequest) -> HttpResponse:
         return redirect("storefront:cart")
     form = CheckoutForm(request.POST or None)
     if request.method == "POST" and form.is_valid():
+        # Local transaction or the orders service's saga: MONOLITH_CHECKOUT.
         try:
-            order = orders.checkout(
-                request.user, cart.items(), form.cleaned_data["card_number"]
+            placed = checkout_backend().place(
+                request.user,
+                cart.items(),
+                form.cleaned_data["card_number"],
+                cart.checkout_key(request.user.pk),
             )
-        except PaymentDeclined as exc:
-            form.add_error("card_number", exc.message)
-        except InsufficientStock as exc:
-            form.add_error(None, str(exc.detail))
-        except ValidationError as exc:
-            form.add_error(None, _flatten(exc.detail))
+        except CheckoutRefused as exc:
+            form.add_error(exc.field, exc.message)
+        except CheckoutUnavailable as exc:
+            form.add_error(None, exc.message)  # the cart is kept: try again
         else:
             cart.clear()
-            messages.success(request, f"Thank you! Order {order.number} is confirmed.")
-            return redirect("storefront:order-detail", number=order.number)
+            if placed.version:
+                request.session[MIN_VERSION_KEY] = placed.version
+            messages.success(request, f"Thank you! Order {placed.number} is confirmed.")
+            return redirect("storefront:order-detail", number=placed.number)
     return render(
         request,
         "storefront/checkout.html",
@@ -179,19 +189,34 @@ def checkout(request: HttpRequest) -> HttpResponse:
 @login_required
 @require_safe
 def order_list(request: HttpRequest) -> HttpResponse:
-    """The signed-in customer's orders, newest first."""
+    """The signed-in customer's orders, newest first.
+
+    With ``MONOLITH_CHECKOUT=orders-service``, the first page also lists the
+    newest orders of the orders service this database does not hold.
+    """
     mine = orders.visible_orders(request.user).filter(customer=request.user)
     page = Paginator(mine.order_by("-created_at", "-id"), ORDERS_PER_PAGE).get_page(
         request.GET.get("page")
     )
-    return render(request, "storefront/order_list.html", {"page": page})
+    context: dict[str, object] = {"page": page}
+    if settings.MONOLITH_CHECKOUT == "orders-service" and page.number == 1:
+        context.update(_service_orders(request, mine))
+    return render(request, "storefront/order_list.html", context)
 
 
 @login_required
 @require_safe
 def order_detail(request: HttpRequest, number: str) -> HttpResponse:
-    """One order with its lines, payment and history (404 if not yours)."""
-    order = get_object_or_404(orders.visible_orders(request.user), number=number)
+    """One order with its lines, payment and history (404 if not yours).
+
+    With ``MONOLITH_CHECKOUT=orders-service``, an order this database does not
+    hold was placed by the orders service: it is read from there.
+    """
+    order = orders.visible_orders(request.user).filter(number=number).first()
+    if order is None and settings.MONOLITH_CHECKOUT == "orders-service":
+        return _service_order_detail(request, number)
+    if order is None:
+        raise Http404("No Order matches the given query.")
     return render(
         request,
         "storefront/order_detail.html",
@@ -217,6 +242,49 @@ def order_cancel(request: HttpRequest, number: str) -> HttpResponse:
     return redirect("storefront:order-detail", number=number)
 
 
+def _service_orders(request: HttpRequest, mine: QuerySet[Order]) -> dict[str, object]:
+    min_version = request.session.get(MIN_VERSION_KEY, 0)
+    try:
+        found = OrdersServiceCheckout().recent_orders(
+            request.user,
+            ORDERS_PER_PAGE,
+            min_version if isinstance(min_version, int) else 0,
+        )
+    except CheckoutUnavailable:
+        return {"service_problem": True}
+    numbers = [o.get("number") for o in found]
+    here = set(mine.filter(number__in=numbers).values_list("number", flat=True))
+    service = []
+    for order in found:
+        if order.get("number") in here:
+            continue  # a copy of one of ours (the relay imports them)
+        created = parse_datetime(str(order.get("created_at") or ""))
+        service.append({**order, "created_at": created})
+    return {"service_orders": service}
+
+
+def _service_order_detail(request: HttpRequest, number: str) -> HttpResponse:
+    min_version = request.session.get(MIN_VERSION_KEY, 0)
+    try:
+        order = OrdersServiceCheckout().order(
+            request.user, number, min_version if isinstance(min_version, int) else 0
+        )
+    except LookupError:
+        raise Http404("No Order matches the given query.") from None
+    except CheckoutUnavailable as exc:
+        return render(
+            request,
+            "storefront/service_order.html",
+            {"order": None, "number": number, "problem": exc.message},
+            status=503,
+        )
+    return render(
+        request,
+        "storefront/service_order.html",
+        {"order": order, "number": number},
+    )
+
+
 def _with_availability(products: QuerySet[Product]) -> QuerySet[Product]:
     return products.annotate(
         units=Sum(F("stock_levels__on_hand") - F("stock_levels__reserved"))
@@ -228,12 +296,3 @@ def _filters_querystring(request: HttpRequest) -> str:
     params = request.GET.copy()
     params.pop("page", None)
     return params.urlencode()
-
-
-def _flatten(detail: Any) -> str:
-    """A DRF validation error's messages as one sentence list."""
-    if isinstance(detail, dict):
-        return " ".join(_flatten(value) for value in detail.values())
-    if isinstance(detail, list):
-        return " ".join(_flatten(value) for value in detail)
-    return str(detail)
