@@ -6,7 +6,13 @@ name where each count comes from:
 * a service: ``GET <url>`` answering ``{"invariants": {"<field>": <count>}}``
   (e.g. the orders service's ``/internal/invariants``), sent with
   ``Authorization: Bearer $<token_env>``, the internal credential the callee
-  checks (and its policy must allow); no credential, nothing is sent;
+  checks (and its policy must allow); no credential, nothing is sent.
+  With the gate's own OIDC client in the environment (:data:`CLIENT_ID_ENV`,
+  :data:`TOKEN_URL_ENV` and :data:`SECRET_FILE_ENV` or :data:`SECRET_ENV`;
+  ``strangler up`` sets them under zero trust), a probe of an ``upstream``
+  sends a client-credentials token whose audience is the upstream's name
+  instead (:class:`~strangler_proxy.transport.credentials.ClientCredentialsAuth`);
+  a token that cannot be had fails the probe, with the reason;
 * ``builtin: parked_events``: relay events parked for good, and
   ``builtin: reconcile_drift``: rows the last ``strangler reconcile`` found
   missing, extra or differing, both from the sync status file
@@ -34,10 +40,18 @@ import httpx
 import orjson
 
 from strangler_proxy.plan import InvariantProbe, Route, UpstreamConfig
+from strangler_proxy.transport.credentials import (
+    ClientCredentialsAuth,
+    TokenUnavailable,
+)
 
 from .dashboard_sync import SyncStatus, file_status
 
 __all__ = [
+    "CLIENT_ID_ENV",
+    "SECRET_ENV",
+    "SECRET_FILE_ENV",
+    "TOKEN_URL_ENV",
     "TTL",
     "WRITE_METHODS",
     "InvariantProbes",
@@ -50,6 +64,12 @@ TTL = 5.0
 MAX_BYTES = 256 * 1024
 """Largest answer read from a service."""
 WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+CLIENT_ID_ENV = "STRANGLER_GATE_CLIENT_ID"
+"""The gate's client of the OIDC provider: set, probes of upstreams use it."""
+TOKEN_URL_ENV = "STRANGLER_GATE_TOKEN_URL"
+SECRET_FILE_ENV = "STRANGLER_GATE_CLIENT_SECRET_FILE"
+"""A file holding the client's secret, read at every token request."""
+SECRET_ENV = "STRANGLER_GATE_CLIENT_SECRET"
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,6 +124,7 @@ class InvariantProbes:
         self.clock = clock
         self._lock = threading.Lock()
         self._cache: dict[tuple[Any, ...], tuple[float, Any]] = {}
+        self._clients: dict[tuple[str, ...], ClientCredentialsAuth] = {}
 
     def read(
         self,
@@ -135,7 +156,8 @@ class InvariantProbes:
                 value = self._builtin(probe, asked)
             else:
                 body = self._cached(
-                    ("http", self._url(probe, upstreams), probe.token_env),
+                    ("http", self._url(probe, upstreams), probe.token_env)
+                    + (self._client_key(probe) or ()),
                     lambda: self._fetch(probe, upstreams),
                     asked,
                 )
@@ -188,12 +210,16 @@ class InvariantProbes:
         if probe.upstream is not None and probe.upstream not in upstreams:
             raise _Failed(f"upstream {probe.upstream!r} is not declared")
         url = self._url(probe, upstreams)
-        env = os.environ if self.environ is None else self.environ
-        token = env.get(probe.token_env, "").strip()
-        if not token:
-            raise _Failed(
-                f"{probe.token_env} is not set: no credential to send, so not asked"
-            )
+        gate_client = self._client(probe)
+        if gate_client is not None:
+            token = self._token(gate_client)
+        else:
+            env = self._env()
+            token = env.get(probe.token_env, "").strip()
+            if not token:
+                raise _Failed(
+                    f"{probe.token_env} is not set: no credential to send, so not asked"
+                )
         headers = {"Authorization": f"Bearer {token}", "Accept": "application/json"}
         try:
             with (
@@ -214,12 +240,80 @@ class InvariantProbes:
             body = orjson.loads(bytes(raw))
         except orjson.JSONDecodeError:
             body = None
+        if status == 401 and gate_client is not None:
+            gate_client.invalidate()  # a rotated key: the next read asks again
         if status != 200:
             code = body.get("code") if isinstance(body, dict) else None
             raise _Failed(f"HTTP {status}" + (f" {code}" if code else ""))
         if body is None:
             raise _Failed("the answer is not JSON")
         return body
+
+    def _env(self) -> Mapping[str, str]:
+        return os.environ if self.environ is None else self.environ
+
+    def _client_key(self, probe: InvariantProbe) -> tuple[str, ...] | None:
+        """(client id, audience) when the probe uses the gate's client."""
+        client_id = self._env().get(CLIENT_ID_ENV, "").strip()
+        if not client_id or probe.upstream is None:
+            return None
+        return (client_id, probe.upstream)
+
+    def _client(self, probe: InvariantProbe) -> ClientCredentialsAuth | None:
+        """The gate's client for the probe's upstream, or None (the
+        ``token_env`` bearer): a probe of a ``url`` has no audience to ask."""
+        key = self._client_key(probe)
+        if key is None:
+            return None
+        env = self._env()
+        token_url = env.get(TOKEN_URL_ENV, "").strip()
+        if not token_url:
+            raise _Failed(
+                f"{TOKEN_URL_ENV} is not set: {CLIENT_ID_ENV} names the gate's OIDC "
+                "client, but not where to get its tokens, so not asked"
+            )
+        if not (env.get(SECRET_FILE_ENV, "").strip() or env.get(SECRET_ENV, "")):
+            raise _Failed(
+                f"neither {SECRET_FILE_ENV} nor {SECRET_ENV} is set: no secret for "
+                f"the gate's client {key[0]!r}, so not asked"
+            )
+        with self._lock:
+            client = self._clients.get((token_url, *key))
+            if client is None:
+                client = ClientCredentialsAuth(
+                    token_url, key[0], self._secret, key[1], timeout=probe.timeout
+                )
+                self._clients[(token_url, *key)] = client
+        return client
+
+    def _secret(self) -> str:
+        """The gate client's secret, read at each token request (the file
+        first: a rotated secret is taken without a restart)."""
+        env = self._env()
+        path = env.get(SECRET_FILE_ENV, "").strip()
+        if not path:
+            return env.get(SECRET_ENV, "").strip()
+        try:
+            with open(path, encoding="utf-8") as file:
+                secret = file.read(4096).strip()
+        except OSError as exc:
+            raise _Failed(
+                f"the gate client's secret file {path} ({SECRET_FILE_ENV}) cannot "
+                f"be read: {exc.strerror or type(exc).__name__}"
+            ) from None
+        if not secret:
+            raise _Failed(f"the gate client's secret file {path} is empty")
+        return secret
+
+    @staticmethod
+    def _token(client: ClientCredentialsAuth) -> str:
+        try:
+            return client.token_blocking()
+        except TokenUnavailable as exc:
+            raise _Failed(
+                f"no token of the gate's client {client.client_id!r} for "
+                f"{client.audience!r}: {exc}"
+            ) from None
 
     # -- the sync status file ------------------------------------------------
 

@@ -26,10 +26,11 @@ application:
 
 Internal calls (``/internal/...``) run in zero trust (:mod:`.zero_trust`)
 when the app's monolith is an OIDC provider (:attr:`StackApp.oidc`): each
-service, the relays and the saga prove who they are with their own client's
-tokens, and no process gets a shared token. With ``zero_trust=False`` (or no
-provider), the monolith, every service and every relay get one internal token
-in ``STRANGLER_INTERNAL_TOKEN`` (:mod:`.internal_token`) instead.
+service, the relays, the saga and the gate's probes (in the proxy) prove who
+they are with their own client's tokens, and no process gets a shared token.
+With ``zero_trust=False`` (or no provider), the monolith, every service and
+every relay get one internal token in ``STRANGLER_INTERNAL_TOKEN``
+(:mod:`.internal_token`) instead.
 
 The plans in ``migration_plans/`` name the upstreams on their default ports.
 When a port is changed, the proxy gets a copy of the plan, in the state
@@ -500,6 +501,8 @@ def build_stack(config: StackConfig) -> Stack:
                 or str(var_dir / "control.sqlite3"),
                 "STRANGLER_KEYS_DIR": keys_dir,
                 "STRANGLER_SYNC_STATUS": sync_status,
+                # The gate's client, for its invariant probes.
+                **(trust.proxy_env() if trust is not None else {}),
                 **(
                     {"STRANGLER_ADMIN_TOKEN": config.admin_token}
                     if config.admin_token

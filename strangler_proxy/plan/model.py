@@ -643,10 +643,11 @@ class InvariantProbe(FrozenModel):
 
     Either read from a service (``url``, or ``upstream`` + ``path``: an HTTP
     GET answering ``{"invariants": {"<field>": <count>, ...}}``, sent with the
-    internal credential), or ``builtin``: computed by the toolkit from the
-    sync status file (``parked_events``: relay events parked for good;
-    ``reconcile_drift``: rows the last ``strangler reconcile`` found missing,
-    extra or differing). A probe that fails or times out fails the gate.
+    internal credential or the gate's OIDC client's token), or ``builtin``:
+    computed by the toolkit from the sync status file (``parked_events``:
+    relay events parked for good; ``reconcile_drift``: rows the last
+    ``strangler reconcile`` found missing, extra or differing). A probe that
+    fails or times out fails the gate.
     """
 
     name: str = Field(
@@ -689,7 +690,10 @@ class InvariantProbe(FrozenModel):
         default="STRANGLER_INTERNAL_TOKEN",
         description="Environment variable holding the internal token the probe "
         "sends (`Authorization: Bearer`); the service's policy must allow the "
-        "caller `internal` to GET the path.",
+        "caller `internal` to GET the path. Not used by a probe of an "
+        "`upstream` when the proxy has the gate's OIDC client "
+        "(`STRANGLER_GATE_CLIENT_ID`): it sends that client's token for the "
+        "upstream's audience instead.",
     )
 
     @field_validator("name")

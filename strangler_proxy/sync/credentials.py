@@ -12,23 +12,26 @@ client-credentials token of the provider instead: requested with HTTP Basic
 ``scope=internal``, cached until 30 s before it expires, requested again when
 a subscriber answers 401 (a rotated key or secret), and checked to name the
 subscriber in its ``aud`` (the provider sets the audience from the client's
-declaration). A provider that cannot be reached, or refuses the client, is an
-outage of that subscriber (:class:`TokenUnavailable`): the relay backs off and
-charges no event.
+declaration). The token client is
+:class:`strangler_proxy.transport.credentials.ClientCredentialsAuth`, shared
+with the gate's invariant probes. A provider that cannot be reached, or
+refuses the client, is an outage of that subscriber
+(:class:`TokenUnavailable`): the relay backs off and charges no event.
 """
 
 from __future__ import annotations
 
-import base64
-import json
 import os
-import time
-from collections.abc import AsyncGenerator, Generator, Mapping
+from collections.abc import Generator, Mapping
 from typing import Any
 
 import httpx
 
 from strangler_proxy.exceptions import CredentialError
+from strangler_proxy.transport.credentials import (
+    ClientCredentialsAuth,
+    TokenUnavailable,
+)
 
 from .config import RelayOidc, Subscriber
 
@@ -39,8 +42,6 @@ __all__ = [
     "internal_credential",
     "relay_auth",
 ]
-
-_MARGIN = 30.0
 
 
 def internal_credential(
@@ -59,11 +60,6 @@ def internal_credential(
     return {"Authorization": f"Bearer {token}"}
 
 
-class TokenUnavailable(httpx.TransportError):
-    """No token from the provider (unreachable, or it refuses the client):
-    the relay takes it as an outage of the subscriber."""
-
-
 class StaticBearer(httpx.Auth):
     """The shared token on every request."""
 
@@ -73,90 +69,6 @@ class StaticBearer(httpx.Auth):
     def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, Any, None]:
         request.headers.update(self.headers)
         yield request
-
-
-def _claims(token: str) -> dict[str, Any]:
-    try:
-        part = token.split(".")[1]
-        data = json.loads(base64.urlsafe_b64decode(part + "=" * (-len(part) % 4)))
-    except (IndexError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
-
-
-class ClientCredentialsAuth(httpx.Auth):
-    """A client-credentials token for ``audience`` on every request."""
-
-    def __init__(
-        self, token_url: str, client_id: str, secret: str, audience: str
-    ) -> None:
-        self.token_url = token_url
-        self.client_id = client_id
-        self._secret = secret
-        self.audience = audience
-        self._token: str | None = None
-        self._expires = 0.0
-
-    def invalidate(self) -> None:
-        """Forget the cached token (the next request gets a new one)."""
-        self._token = None
-
-    async def token(self) -> str:
-        if self._token is not None and time.time() < self._expires - _MARGIN:
-            return self._token
-        request = httpx.Request("POST", self.token_url)
-        try:
-            async with httpx.AsyncClient(timeout=10.0) as client:
-                response = await client.post(
-                    self.token_url,
-                    data={"grant_type": "client_credentials", "scope": "internal"},
-                    auth=(self.client_id, self._secret),
-                )
-        except httpx.TransportError as exc:
-            raise TokenUnavailable(
-                f"the OIDC token endpoint cannot be reached ({type(exc).__name__})",
-                request=request,
-            ) from None
-        try:
-            body = response.json()
-        except ValueError:
-            body = {}
-        token = body.get("access_token") if isinstance(body, dict) else None
-        if response.status_code != 200 or not isinstance(token, str):
-            error = body.get("error", "") if isinstance(body, dict) else ""
-            raise TokenUnavailable(
-                f"the OIDC provider refuses client {self.client_id!r} "
-                f"(HTTP {response.status_code} {error}); check its secret",
-                request=request,
-            )
-        claims = _claims(token)
-        aud = claims.get("aud")
-        audiences = [aud] if isinstance(aud, str) else list(aud or [])
-        if self.audience not in audiences:
-            raise TokenUnavailable(
-                f"client {self.client_id!r}'s tokens are not for {self.audience!r} "
-                f"(aud {audiences}): add it to the client's audience at the provider",
-                request=request,
-            )
-        expires = claims.get("exp")
-        self._expires = (
-            float(expires)
-            if isinstance(expires, int | float)
-            else time.time() + float(body.get("expires_in", 60))
-        )
-        self._token = token
-        return token
-
-    async def async_auth_flow(
-        self, request: httpx.Request
-    ) -> AsyncGenerator[httpx.Request, httpx.Response]:
-        request.headers["Authorization"] = f"Bearer {await self.token()}"
-        response = yield request
-        if response.status_code == 401:
-            # Perhaps our cached token outlived a key or secret rotation.
-            self.invalidate()
-            request.headers["Authorization"] = f"Bearer {await self.token()}"
-            yield request
 
 
 def relay_auth(

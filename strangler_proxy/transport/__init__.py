@@ -7,6 +7,10 @@
 * :mod:`.default`: on aiohttp, for ``https://`` upstreams (h1 has no TLS) and
   selectable for all with ``STRANGLER_TRANSPORT=aiohttp``.
 
+Off the hot path, :mod:`.credentials` is the client-credentials token client
+of an OIDC provider that the relay (sync) and the gate's invariant probes
+(control) share.
+
 :func:`create_transport` picks one per upstream. This package imports only
 :mod:`strangler_proxy.exceptions`; the data plane (:mod:`strangler_proxy.proxy`)
 uses it, nothing here knows of plans or routes.

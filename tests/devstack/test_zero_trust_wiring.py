@@ -69,6 +69,16 @@ def test_each_process_gets_its_own_client_and_nobody_the_shared_token(
         assert env["STRANGLER_RELAY_CLIENT_ID"] == "relay"
         assert env["STRANGLER_RELAY_CLIENT_SECRET"] == secret(tmp_path, "relay")
 
+    # The proxy: the gate's client, for its invariant probes (a secret file,
+    # there before the monolith's first seed, as the relay's).
+    proxy = by_name["proxy"].env
+    assert proxy["STRANGLER_GATE_CLIENT_ID"] == "gate"
+    gate_file = Path(proxy["STRANGLER_GATE_CLIENT_SECRET_FILE"])
+    assert gate_file == tmp_path / "oidc" / "clients" / "gate.secret"
+    assert gate_file.read_text().strip() == secret(tmp_path, "gate")
+    assert proxy["STRANGLER_GATE_TOKEN_URL"] == f"{ISSUER}/token/"
+    assert "STRANGLER_GATE_CLIENT_SECRET" not in proxy
+
     # The relays' sync file names the provider; no secret is in it, nor in
     # any command line.
     assert stack.sync == tmp_path / "up-sync.yaml"
@@ -76,7 +86,7 @@ def test_each_process_gets_its_own_client_and_nobody_the_shared_token(
     assert yaml.safe_load(text)["oidc"] == {"issuer": ISSUER}
     secrets = [
         secret(tmp_path, c)
-        for c in ("catalog", "inventory", "payments", "orders", "relay")
+        for c in ("catalog", "inventory", "payments", "orders", "relay", "gate")
     ]
     assert len(set(secrets)) == len(secrets)
     for value in secrets:
@@ -135,6 +145,7 @@ def test_no_zero_trust_is_the_shared_token(tmp_path: Path) -> None:
     assert stack.zero_trust is None
     for spec in stack.specs:
         assert "STRANGLER_OIDC_ISSUER" not in spec.env, spec.name
+        assert "STRANGLER_GATE_CLIENT_ID" not in spec.env, spec.name
         if spec.name != "proxy":
             assert spec.env[SHARED] == token, spec.name
     assert not (tmp_path / "oidc" / "clients").exists()

@@ -77,6 +77,7 @@ TRUST_MODULES = (
     "legacy_monolith/outbox/internal.py",
     "legacy_monolith/outbox/ingest.py",
     "strangler_proxy/sync/credentials.py",
+    "strangler_proxy/transport/credentials.py",
 )
 
 

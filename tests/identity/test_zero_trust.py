@@ -15,6 +15,8 @@ or, for the relay, its command line with a sync file naming ``oidc``.
 - the relay delivers with its own ``relay`` client; with the ``orders``
   client instead, inventory refuses it and the relay says so;
 - the monolith's own ``/internal/events`` takes the ``relay`` client only;
+- the cutover gate's probes get ``gate`` client tokens for the ``orders``
+  upstream (sent, and signed by the provider), and none for inventory;
 - the ``orders`` secret is rotated (new secret file, ``oidc_clients``) while
   inventory, the relay and the other clients keep working, none restarted;
   the old secret is refused and the orders client picks up the new one.
@@ -30,6 +32,7 @@ import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import jwt
@@ -37,7 +40,10 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from extracted.chassis.servicetokens import ClientCredentials
+from strangler_proxy.control.invariants import InvariantProbes
+from strangler_proxy.plan import InvariantProbe, UpstreamConfig
 from tests.support.processes import PYTHON, ROOT, ServerProcess, free_port
+from tests.support.upstreams import read_body, serve
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(600)]
 
@@ -276,6 +282,52 @@ def test_other_clients_and_no_clients_are_refused(stack: Stack) -> None:
         algorithm="none",
     )
     assert call(stack, "GET", f"{RESERVATIONS}?order=x", unsigned).status_code == 401
+
+
+def test_the_gate_probes_with_its_own_client(stack: Stack) -> None:
+    """The proxy's gate client (``STRANGLER_GATE_*``, as ``up`` sets them)
+    gets a token from the real provider for the probed upstream's audience."""
+    seen: list[str] = []
+
+    async def orders(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        await read_body(receive)
+        seen.append(dict(scope["headers"]).get(b"authorization", b"").decode())
+        await send({"type": "http.response.start", "status": 200})
+        body = b'{"invariants": {"orphan_reservations": 0}}'
+        await send({"type": "http.response.body", "body": body})
+
+    env = {
+        "STRANGLER_GATE_CLIENT_ID": "gate",
+        "STRANGLER_GATE_CLIENT_SECRET_FILE": str(stack.secrets / "gate.secret"),
+        "STRANGLER_GATE_TOKEN_URL": f"{stack.issuer}/token/",
+    }
+    probe = InvariantProbe(name="orphan_reservations", upstream="orders")
+    with serve(orders) as server:
+        upstreams = {
+            "orders": UpstreamConfig(url=server.url),
+            "inventory": UpstreamConfig(url=stack.inventory),
+        }
+        [got] = InvariantProbes(environ=env).read([probe], upstreams)
+    assert got.ok, got.error
+    [sent] = seen
+    keys = jwt.PyJWKClient(f"{stack.issuer}/.well-known/jwks.json")
+    bearer = sent.removeprefix("Bearer ")
+    claims = jwt.decode(
+        bearer,
+        keys.get_signing_key_from_jwt(bearer).key,
+        algorithms=["RS256"],
+        audience="orders",
+        issuer=stack.issuer,
+    )
+    assert "gate" in (claims.get("client_id"), claims.get("azp"), claims.get("sub"))
+    # The gate's audience is orders only: no token for inventory, nothing sent.
+    other = probe.model_copy(update={"upstream": "inventory"})
+    [refused] = InvariantProbes(environ=env).read([other], upstreams)
+    assert refused.error is not None
+    assert "tokens are not for 'inventory'" in refused.error
+    assert stack.secret("gate") not in refused.error
 
 
 def test_the_monolith_takes_the_relay_client_only(stack: Stack) -> None:

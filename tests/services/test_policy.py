@@ -63,6 +63,14 @@ def test_denied(policy, caller: str, method: str, path: str) -> None:  # type: i
     assert not policy.allows(caller, method, path)
 
 
+def test_the_shipped_orders_policy_lets_the_gate_read_invariants_only() -> None:
+    path = Path(__file__).resolve().parents[2] / "extracted/orders/policy.yaml"
+    policy = load_policy(path)
+    assert policy.allows("gate", "GET", "/internal/invariants")
+    assert not policy.allows("gate", "POST", "/internal/events")
+    assert not policy.allows("gate", "GET", "/internal/other")
+
+
 def test_an_empty_rule_list_denies_everything() -> None:
     empty = parse_policy("service: catalog\nrules: []\n")
     assert not empty.allows("relay", "POST", "/internal/events")
