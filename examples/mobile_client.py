@@ -13,8 +13,10 @@ sign-in form with the username and password you give it.
         --username customer1 --password password products
 
 Commands: ``products`` (a page of product cards), ``product ID``, ``orders``,
-``me``. The tokens are kept in ``--token-file`` (default
-``~/.shop-mobile-tokens.json``) and refreshed when the access token expires.
+``me``; ``sign-in`` only signs in, and ``token`` prints the access token (for
+``curl -H "Authorization: Bearer ..."``). The tokens are kept in
+``--token-file`` (default ``~/.shop-mobile-tokens.json``) and refreshed when
+the access token expires.
 """
 
 from __future__ import annotations
@@ -135,13 +137,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--token-file", type=Path, default=Path.home() / ".shop-mobile-tokens.json"
     )
-    parser.add_argument("command", choices=["products", "product", "orders", "me"])
+    parser.add_argument(
+        "command",
+        choices=["products", "product", "orders", "me", "sign-in", "token"],
+    )
     parser.add_argument("id", nargs="?")
     args = parser.parse_args(argv)
     provider = (args.provider or args.shop).rstrip("/")
 
     tokens: dict[str, Any] | None = None
-    if args.token_file.is_file():
+    if args.token_file.is_file() and args.command != "sign-in":
         tokens = json.loads(args.token_file.read_text())
     if tokens is not None and tokens.get("expires_at", 0) < time.time() + 10:
         tokens = refreshed(provider, tokens)
@@ -156,6 +161,12 @@ def main(argv: list[str] | None = None) -> int:
             return 1
     args.token_file.write_text(json.dumps(tokens))
     args.token_file.chmod(0o600)
+    if args.command == "sign-in":
+        print(f"signed in; tokens in {args.token_file}, scope {tokens.get('scope')!r}")
+        return 0
+    if args.command == "token":
+        print(tokens["access_token"])
+        return 0
 
     path = {
         "products": "/m/api/products/",
@@ -171,7 +182,10 @@ def main(argv: list[str] | None = None) -> int:
         headers={"Authorization": f"Bearer {tokens['access_token']}"},
         timeout=30,
     )
-    print(json.dumps(response.json(), indent=2))
+    if "json" in response.headers.get("content-type", ""):
+        print(json.dumps(response.json(), indent=2))
+    else:  # e.g. the monolith's HTML 404 when no plan routes /m/api/ yet
+        print(f"{response.status_code} {response.headers.get('content-type')}")
     return 0 if response.is_success else 1
 
 

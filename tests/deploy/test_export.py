@@ -89,15 +89,18 @@ def test_istio_export_matches_the_plan(path: Path) -> None:
     rules = {
         o["metadata"]["name"]: o for o in objects if o["kind"] == "DestinationRule"
     }
-    assert set(rules) == set(plan.upstreams)
+    # Kubernetes names are DNS labels: `bff_mobile` is exported as `bff-mobile`.
+    k8s = {name: name.replace("_", "-") for name in plan.upstreams}
+    assert set(rules) == set(k8s.values())
     for name, upstream in plan.upstreams.items():
-        pool = rules[name]["spec"].get("trafficPolicy", {}).get("connectionPool", {})
+        rule = rules[k8s[name]]
+        pool = rule["spec"].get("trafficPolicy", {}).get("connectionPool", {})
         connect = upstream.timeouts.connect
         assert pool.get("tcp", {}).get("connectTimeout") == (
             mesh_duration(connect) if connect else None
         )
         breaker = upstream.circuit_breaker
-        outlier = rules[name]["spec"].get("trafficPolicy", {}).get("outlierDetection")
+        outlier = rule["spec"].get("trafficPolicy", {}).get("outlierDetection")
         if breaker is None:
             assert outlier is None
         else:

@@ -45,6 +45,8 @@ DEFAULT_PORTS = {
     "payments": 8103,
     "orders": 8104,
     "bff_mobile": 8105,
+    # Page 16's `strangler sidecar` in front of the catalog service.
+    "sidecar": 9101,
 }
 UP_FLAGS = {
     "proxy": "--port",
@@ -143,6 +145,14 @@ class Stack:
             "PAYMENTS_DATABASE_URL": f"sqlite:///{self.var / 'payments.sqlite3'}",
             "ORDERS_DATABASE_URL": f"sqlite:///{self.var / 'orders.sqlite3'}",
             "STRANGLER_PYTHON": sys.executable,
+            # The OIDC provider's keys and client secrets, var/oidc/ by default
+            # relative to the repository: page 13 rotates the keys.
+            "MONOLITH_OIDC_KEYS_DIR": str(self.var / "oidc" / "keys"),
+            "MONOLITH_OIDC_SECRETS_DIR": str(self.var / "oidc" / "clients"),
+            # Where `strangler logs` and `strangler trace` read what `up` wrote
+            # (var/logs, var/traces.sqlite3 by default).
+            "STRANGLER_LOG_DIR": str(self.var / "logs"),
+            "STRANGLER_TRACES_DB": str(self.var / "traces.sqlite3"),
         }
 
     def url(self, name: str) -> str:
@@ -171,6 +181,7 @@ class Stack:
             f"  {'|'.join(ADMIN_CLIENTS)} -> ... " + " ".join(self._admin_flags()),
             f"  strangler traffic -> ... --url {self.url('proxy')} --no-progress",
             f"  {'|'.join(UP_CLIENTS)} -> ... --var-dir {self.var}",
+            f"  strangler sidecar ... -> ... > {self.var}/sidecar.out 2>&1 &",
             "  environment: " + " ".join(f"{k}={v}" for k, v in self.env.items()),
         ]
         return "\n".join(lines)
@@ -201,6 +212,13 @@ class Stack:
         elif command.startswith(UP_CLIENTS) and "--var-dir" not in command:
             # Its default state directory (var/) is not in the text.
             command += f" --var-dir {self.var}"
+        elif command.startswith("strangler sidecar"):
+            # The page runs it in a terminal of its own: here in the
+            # background, its output in a file, its pid for `sidecar-stopped`.
+            command = (
+                f'"$STRANGLER_PYTHON" -c "{MAIN}"{command[len("strangler") :]}'
+                f" > {self.var}/sidecar.out 2>&1 & echo $! > {self.var}/sidecar.pid"
+            )
         elif command.startswith("strangler traffic") and "--url" not in command:
             # Its default URL (port 8080) is not in the text; no terminal here.
             command += f" --url {self.url('proxy')} --no-progress"
@@ -483,6 +501,37 @@ def reconciled(stack: Stack, service: str, sync: str, timeout: str = "60") -> No
     wait_until(no_drift, f"{service} reconciled", timeout=float(timeout), interval=1)
 
 
+def sidecar_logged(stack: Stack, text: str, timeout: str = "15") -> None:
+    """The output of the ``strangler sidecar`` the page started (its own
+    terminal, on the page) comes to hold ``text``."""
+    out = stack.var / "sidecar.out"
+    wait_until(
+        lambda: out.exists() and text in out.read_text("utf-8", "replace"),
+        f"{text!r} in the sidecar's output",
+        timeout=float(timeout),
+    )
+
+
+def sidecar_stopped(stack: Stack, timeout: str = "30") -> None:
+    """Stop the ``strangler sidecar`` the page started as Ctrl-C in its
+    terminal would (SIGINT); it must exit."""
+    pid = int((stack.var / "sidecar.pid").read_text().strip())
+    os.kill(pid, signal.SIGINT)
+
+    def exited() -> bool:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        try:  # a zombie until init reaps it (the shell that started it is gone)
+            stat = Path(f"/proc/{pid}/stat").read_text("ascii")
+        except FileNotFoundError:
+            return True
+        return stat.rsplit(") ", 1)[1].startswith("Z")
+
+    wait_until(exited, f"the sidecar (pid {pid}) exited", timeout=float(timeout))
+
+
 CHECKS: dict[str, Callable[..., None]] = {
     "proxy-equals-monolith": proxy_equals_monolith,
     "service-equals-monolith": service_equals_monolith,
@@ -490,6 +539,8 @@ CHECKS: dict[str, Callable[..., None]] = {
     "dashboard-shows": dashboard_shows,
     "proxy-not-restarted": proxy_not_restarted,
     "reconciled": reconciled,
+    "sidecar-logged": sidecar_logged,
+    "sidecar-stopped": sidecar_stopped,
 }
 
 

@@ -21,7 +21,7 @@ PENDING = [block for block in BLOCKS if "skip" in block.attributes]
 
 
 @pytest.mark.e2e
-@pytest.mark.timeout(900)
+@pytest.mark.timeout(1800)
 def test_tutorial_runs_as_written(tmp_path: Path) -> None:
     if shutil.which("curl") is None:
         pytest.fail("the tutorial's pages use curl; install it")
