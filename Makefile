@@ -20,7 +20,7 @@ HOST ?= 127.0.0.1
 PORT ?= 8080
 PLAN ?= migration_plans/00-all-legacy.yaml
 
-.PHONY: install demo test test-sqlite test-postgres lint format bench clean
+.PHONY: install demo test test-sqlite test-unit test-postgres lint format bench clean
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || { \
@@ -59,6 +59,11 @@ test: lint test-sqlite test-postgres
 
 test-sqlite: $(STAMP)
 	$(BIN)/pytest -m "not postgres"
+
+# The suite without the tests that start real processes (marker e2e): what CI
+# runs on the newest Python, beside the whole suite on the oldest.
+test-unit: $(STAMP)
+	$(BIN)/pytest -m "not postgres and not e2e"
 
 test-postgres: $(STAMP)
 	@if [ -n "$$STRANGLER_TEST_POSTGRES" ]; then \
