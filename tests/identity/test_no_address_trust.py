@@ -78,6 +78,12 @@ TRUST_MODULES = (
     "legacy_monolith/outbox/ingest.py",
     "strangler_proxy/sync/credentials.py",
     "strangler_proxy/transport/credentials.py",
+    "strangler_proxy/proxy/identity.py",
+    "strangler_proxy/proxy/jwks.py",
+    "strangler_proxy/proxy/policy.py",
+    "strangler_proxy/control/invariants.py",
+    "legacy_monolith/orders/service_identity.py",
+    "legacy_monolith/oidc/authentication.py",
 )
 
 
