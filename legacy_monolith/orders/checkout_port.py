@@ -38,6 +38,7 @@ import httpx
 from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
+from opentelemetry import propagate
 from rest_framework.exceptions import ValidationError
 
 from ..inventory.exceptions import InsufficientStock
@@ -162,7 +163,9 @@ class OrdersServiceCheckout:
         self.hold = dt.timedelta(seconds=2 * settings.MONOLITH_ORDERS_TIMEOUT)
 
     def _headers(self, user: Any) -> dict[str, str]:
-        return {service_identity.HEADER: service_identity.mint(user, self.audience)}
+        headers = {service_identity.HEADER: service_identity.mint(user, self.audience)}
+        propagate.inject(headers)  # the request's trace goes on into the saga
+        return headers
 
     def place(
         self,

@@ -245,3 +245,23 @@ def test_order_pages_say_so_when_the_service_cannot_answer(
     assert detail.status_code == 503
     assert "could not reach our order system" in text(detail)
     assert browser.get("/orders/ORD-AAAA-BBBB%3Fx/").status_code == 404
+
+
+def test_the_call_to_the_orders_service_carries_the_requests_trace(
+    keys: Path, settings: Any, customer: Any
+) -> None:
+    from opentelemetry.sdk.trace import TracerProvider
+
+    settings.MONOLITH_ORDERS_URL = f"http://127.0.0.1:{free_port()}"
+    port = OrdersServiceCheckout()
+    assert "traceparent" not in port._headers(customer)  # no trace, no header
+    tracer = TracerProvider().get_tracer("checkout-test")
+    with tracer.start_as_current_span("POST /checkout/") as span:
+        headers = port._headers(customer)
+    context = span.get_span_context()
+    version, trace_id, parent_id, _flags = headers["traceparent"].split("-")
+    assert (version, trace_id, parent_id) == (
+        "00",
+        f"{context.trace_id:032x}",
+        f"{context.span_id:016x}",
+    )
