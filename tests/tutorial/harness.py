@@ -292,8 +292,23 @@ class Stack:
         )
         return self.up.output()
 
+    def _kill_sidecar(self) -> None:
+        """A sidecar page 16 started and did not get to stop (a failed block
+        in between): killed, so it does not outlive the test."""
+        pid_file = self.var / "sidecar.pid"
+        if not pid_file.exists():
+            return
+        pid = int(pid_file.read_text().strip() or 0)
+        pid_file.unlink()
+        if pid > 0:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
     def stop(self) -> None:
         """Stop ``strangler up`` as Ctrl-C does; it must exit with status 0."""
+        self._kill_sidecar()
         if self.prober is not None:
             self.prober.stop()
             self.prober = None
@@ -530,6 +545,7 @@ def sidecar_stopped(stack: Stack, timeout: str = "30") -> None:
         return stat.rsplit(") ", 1)[1].startswith("Z")
 
     wait_until(exited, f"the sidecar (pid {pid}) exited", timeout=float(timeout))
+    (stack.var / "sidecar.pid").unlink()  # stopped: nothing for stop() to kill
 
 
 CHECKS: dict[str, Callable[..., None]] = {
